@@ -1,0 +1,3 @@
+//! Accounts: command-line administration, the company's team, the user's settings.
+
+pub mod admin;

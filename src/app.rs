@@ -1,0 +1,85 @@
+//! The running portal: the HTTP server and its sibling background tasks.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{HttpServer, web};
+
+use crate::auth::session::{self, Lifetimes};
+use crate::config::Config;
+use crate::db::Db;
+use crate::web::AppState;
+use crate::web::cookies::CookiePolicy;
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    origin: String,
+    db: Db,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and prepares the server without running it.
+    pub fn build(config: &Config, db: Db) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.addr)?;
+        let bound = listener.local_addr()?;
+        let origin = config.public_url.clone().unwrap_or_else(|| {
+            let ip = if bound.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { bound.ip() };
+            format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+        });
+        let secure = origin.starts_with("https://");
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            origin: origin.clone(),
+            cookies: CookiePolicy { secure },
+            lifetimes: Lifetimes {
+                idle: config.session_idle,
+                absolute: config.session_absolute,
+                remember: config.remember_for,
+            },
+        });
+        let server = HttpServer::new(move || crate::web::app(state.clone(), secure))
+            .workers(config.workers)
+            .shutdown_timeout(10)
+            .listen(listener)?
+            .run();
+        Ok(Self { server, port: bound.port(), origin, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where users reach this portal, e.g. `http://127.0.0.1:8080`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Stops the server gracefully from elsewhere (tests, signal handlers).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (Ctrl-C / SIGTERM finish in-flight requests first).
+    pub async fn run(self) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(sweep_sessions(self.db.clone()));
+        let result = self.server.await;
+        sweeper.abort();
+        tracing::info!("HTTP server stopped");
+        result
+    }
+}
+
+/// Expired sessions are deleted every ten minutes (they are refused as soon as they expire regardless).
+async fn sweep_sessions(db: Db) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match session::sweep(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Who is asking: passwords, server-side sessions, and safe redirects after sign-in.
+
+pub mod pages;
+pub mod password;
+pub mod redirect;
+pub mod session;
+
+use uuid::Uuid;
+
+pub use session::{SignIn, Viewer};
+
+use crate::db::DbError;
+use password::PasswordError;
+
+impl From<tokio_postgres::Error> for AuthError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AuthError::Db(e.into())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// What a user may do is decided by one of four roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    CustomerAdmin,
+    CustomerMember,
+    Staff,
+    StaffAdmin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "customer_admin" => Role::CustomerAdmin,
+            "customer_member" => Role::CustomerMember,
+            "staff" => Role::Staff,
+            "staff_admin" => Role::StaffAdmin,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CustomerAdmin => "customer_admin",
+            Role::CustomerMember => "customer_member",
+            Role::Staff => "staff",
+            Role::StaffAdmin => "staff_admin",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::CustomerAdmin => "Customer admin",
+            Role::CustomerMember => "Member",
+            Role::Staff => "Staff",
+            Role::StaffAdmin => "Staff admin",
+        }
+    }
+
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Staff | Role::StaffAdmin)
+    }
+}
+
+/// A customer a viewer belongs to.
+#[derive(Clone, Debug)]
+pub struct CustomerRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// Normalises an email address for lookup and storage: trimmed, lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::CustomerAdmin, Role::CustomerMember, Role::Staff, Role::StaffAdmin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+        assert!(Role::StaffAdmin.is_staff() && !Role::CustomerAdmin.is_staff());
+    }
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(normalize_email("  Alice@ACME.example "), "alice@acme.example");
+    }
+}

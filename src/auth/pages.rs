@@ -1,0 +1,163 @@
+//! Sign-in and sign-out pages.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::redirect::safe_next;
+use super::session::{self, Attempt};
+use crate::web::extract::current_viewer;
+use crate::web::{AppError, AppState, CsrfForm, Flash, Shell, redirect_with_flash};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(show))
+        .route("/login", web::post().to(submit))
+        .route("/logout", web::post().to(sign_out));
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "auth/login.stpl")]
+struct LoginPage {
+    shell: Shell,
+    csrf_token: String,
+    email: String,
+    remember: bool,
+    next: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn home_for(is_staff: bool, next: Option<&str>) -> String {
+    match next.and_then(safe_next) {
+        // Staff land in the back office unless they asked for a staff page.
+        Some(next) if !is_staff || next.starts_with("/staff") => next.to_owned(),
+        _ if is_staff => "/staff".to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn render(state: &AppState, req: &HttpRequest, status: StatusCode, mut page: LoginPage) -> Result<HttpResponse, AppError> {
+    let existing = state.cookies.anonymous_csrf_token(req).filter(|t| t.len() == 43);
+    let token = existing.clone().unwrap_or_else(session::random_token);
+    page.csrf_token = token.clone();
+    page.shell.flash = state.cookies.read_flash(req);
+    let mut response = HttpResponse::build(status);
+    if existing.is_none() {
+        response.cookie(state.cookies.anonymous_csrf(token));
+    }
+    Ok(response
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .body(page.render_once()?))
+}
+
+async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(viewer) = current_viewer(&req).await? {
+        let to = home_for(viewer.is_staff(), query.next.as_deref());
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish());
+    }
+    let page = LoginPage {
+        shell: Shell::anonymous("Sign in"),
+        csrf_token: String::new(),
+        email: String::new(),
+        remember: false,
+        next: query.next.as_deref().and_then(safe_next).unwrap_or("").to_owned(),
+        error: None,
+    };
+    render(&state, &req, StatusCode::OK, page)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    remember: Option<String>,
+    next: Option<String>,
+}
+
+async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    let remember = form.remember.is_some();
+    let next = form.next.as_deref().and_then(safe_next).unwrap_or("").to_owned();
+    let retry = |error: &'static str| LoginPage {
+        shell: Shell::anonymous("Sign in"),
+        csrf_token: String::new(),
+        email: form.email.trim().to_owned(),
+        remember,
+        next: next.clone(),
+        error: Some(error),
+    };
+    if form.email.trim().is_empty() || form.password.is_empty() {
+        let page = retry("Enter your email address and your password.");
+        return render(&state, &req, StatusCode::UNPROCESSABLE_ENTITY, page);
+    }
+    let ip = req.peer_addr().map(|a| a.ip());
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let attempt = Attempt {
+        email: &form.email,
+        password: SecretString::from(form.password.clone()),
+        remember,
+        ip,
+        user_agent,
+    };
+    let Some(signed_in) = session::sign_in(&state.db, attempt, state.lifetimes).await? else {
+        let page = retry("That email and password do not match an account.");
+        return render(&state, &req, StatusCode::UNAUTHORIZED, page);
+    };
+    // A session that came with the request (another account, or a planted
+    // token) ends here; the new one gets a token nobody has seen.
+    if let Some(old) = state.cookies.session_token(&req) {
+        session::sign_out(&state.db, &old, ip).await?;
+    }
+    let to = home_for(signed_in.is_staff, Some(&next));
+    let max_age = signed_in.remember.then_some(state.lifetimes.remember);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .cookie(state.cookies.session(signed_in.token, max_age))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+async fn sign_out(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(token) = state.cookies.session_token(&req) {
+        session::sign_out(&state.db, &token, req.peer_addr().map(|a| a.ip())).await?;
+    }
+    let mut response = redirect_with_flash(&state, "/login", Flash::success("You have signed out."));
+    response.add_removal_cookie(&state.cookies.session_removal()).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::home_for;
+
+    #[test]
+    fn users_land_on_their_side() {
+        assert_eq!(home_for(false, None), "/");
+        assert_eq!(home_for(false, Some("/orders/7")), "/orders/7");
+        assert_eq!(home_for(false, Some("//evil.example")), "/");
+        assert_eq!(home_for(true, None), "/staff");
+        assert_eq!(home_for(true, Some("/orders")), "/staff");
+        assert_eq!(home_for(true, Some("/staff/customers")), "/staff/customers");
+    }
+}

@@ -1,0 +1,190 @@
+//! Server-side sessions. The cookie carries 256 random bits; PostgreSQL keeps
+//! only their SHA-256, so a leaked database dump signs nobody in.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{AuthError, CustomerRef, Role, normalize_email, password};
+use crate::db::Db;
+
+/// The signed-in user behind a request.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub customer: Option<CustomerRef>,
+    pub csrf_token: String,
+}
+
+impl Viewer {
+    pub fn is_staff(&self) -> bool {
+        self.role.is_staff()
+    }
+
+    /// Up to two initials for the avatar.
+    pub fn initials(&self) -> String {
+        self.name
+            .split_whitespace()
+            .filter_map(|w| w.chars().next())
+            .take(2)
+            .flat_map(char::to_uppercase)
+            .collect()
+    }
+}
+
+/// A fresh random token, URL-safe, 43 characters.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// How long a new session lives.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub idle: Duration,
+    pub absolute: Duration,
+    pub remember: Duration,
+}
+
+/// What a successful sign-in hands back: the cookie value and where the user belongs.
+pub struct SignIn {
+    pub token: String,
+    pub remember: bool,
+    pub is_staff: bool,
+}
+
+pub struct Attempt<'a> {
+    pub email: &'a str,
+    pub password: SecretString,
+    pub remember: bool,
+    pub ip: Option<IpAddr>,
+    pub user_agent: &'a str,
+}
+
+/// Checks the credentials and opens a new session. Unknown email, wrong
+/// password and disabled account all answer `None` after the same work.
+pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Result<Option<SignIn>, AuthError> {
+    let email = normalize_email(attempt.email);
+    let account = {
+        let conn = db.unscoped().await?;
+        conn.query_opt(
+            "SELECT user_id, role, password_hash, usable FROM portal_login_lookup($1)",
+            &[&email],
+        )
+        .await?
+    };
+    let stored = account.as_ref().and_then(|row| row.get::<_, Option<String>>("password_hash"));
+    let matches = password::verify(attempt.password, stored).await?;
+    let account = account.filter(|row| matches && row.get::<_, bool>("usable"));
+
+    let conn = db.unscoped().await?;
+    let Some(row) = account else {
+        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &attempt.ip])
+            .await?;
+        return Ok(None);
+    };
+    let user_id: Uuid = row.get("user_id");
+    let role = Role::parse(row.get("role"));
+    let (idle, absolute) = if attempt.remember {
+        (lifetimes.remember, lifetimes.remember)
+    } else {
+        (lifetimes.idle, lifetimes.absolute)
+    };
+    let token = random_token();
+    conn.query_one(
+        "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &user_id,
+            &token_hash(&token),
+            &random_token(),
+            &attempt.remember,
+            &seconds(idle),
+            &seconds(absolute),
+            &attempt.ip,
+            &attempt.user_agent,
+        ],
+    )
+    .await?;
+    Ok(Some(SignIn { token, remember: attempt.remember, is_staff: role.is_some_and(Role::is_staff) }))
+}
+
+fn seconds(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// The viewer a session token belongs to, if the session is alive.
+pub async fn resolve(db: &Db, token: &str) -> Result<Option<Viewer>, AuthError> {
+    // Tokens we issue are 43 characters; anything else cannot match, so skip the query.
+    if token.len() != 43 {
+        return Ok(None);
+    }
+    let conn = db.unscoped().await?;
+    let row = conn
+        .query_opt(
+            "SELECT session_id, user_id, customer_id, role, email, name, customer_name, csrf_token \
+             FROM portal_session_resolve($1)",
+            &[&token_hash(token)],
+        )
+        .await?;
+    Ok(row.and_then(|row| {
+        let role = Role::parse(row.get("role"))?;
+        let customer = match row.get::<_, Option<Uuid>>("customer_id") {
+            Some(id) => Some(CustomerRef { id, name: row.get::<_, Option<String>>("customer_name")? }),
+            None => None,
+        };
+        Some(Viewer {
+            session_id: row.get("session_id"),
+            user_id: row.get("user_id"),
+            email: row.get("email"),
+            name: row.get("name"),
+            role,
+            customer,
+            csrf_token: row.get("csrf_token"),
+        })
+    }))
+}
+
+/// Ends the session server-side: the token is dead even if the cookie survives.
+pub async fn sign_out(db: &Db, token: &str, ip: Option<IpAddr>) -> Result<(), AuthError> {
+    let conn = db.unscoped().await?;
+    conn.query_one("SELECT portal_session_end($1, $2)", &[&token_hash(token), &ip])
+        .await?;
+    Ok(())
+}
+
+/// Deletes expired sessions; returns how many.
+pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
+    let conn = db.unscoped().await?;
+    let row = conn
+        .query_one("SELECT portal_sessions_sweep()", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_hashed() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+        assert_eq!(token_hash(&a).len(), 32);
+    }
+}

@@ -1,0 +1,179 @@
+//! One typed configuration, read once from `PORTAL_*` variables and `DATABASE_URL`.
+//!
+//! Nothing reads the environment after start-up: the config is passed down
+//! explicitly, so tests can run many differently configured apps in parallel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP server binds (`PORTAL_ADDR`, default 127.0.0.1:8080; port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// Everything local lives here: the private PostgreSQL cluster, mail files, blobs (`PORTAL_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// An external PostgreSQL server; when unset the portal runs its own cluster under the data dir.
+    pub database_url: Option<SecretString>,
+    /// The origin users reach the portal at (`PORTAL_PUBLIC_URL`), used for links in email, origin
+    /// checks and whether cookies are `Secure`. Defaults to `http://<addr>` once the server is bound.
+    pub public_url: Option<String>,
+    /// A signed-in session ends after this long without a request (`PORTAL_SESSION_IDLE_MINUTES`).
+    pub session_idle: Duration,
+    /// ... and after this long whatever happens (`PORTAL_SESSION_MAX_HOURS`).
+    pub session_absolute: Duration,
+    /// "Keep me signed in" sessions last this long (`PORTAL_REMEMBER_DAYS`), still revocable.
+    pub remember_for: Duration,
+    /// Database connections per process (`PORTAL_DB_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// HTTP worker threads (`PORTAL_WORKERS`, default: one per core).
+    pub workers: usize,
+    /// Emit logs as JSON lines (`PORTAL_LOG_FORMAT=json`) instead of human-readable text.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("var"),
+            database_url: None,
+            public_url: None,
+            session_idle: Duration::from_secs(2 * 3600),
+            session_absolute: Duration::from_secs(12 * 3600),
+            remember_for: Duration::from_secs(30 * 24 * 3600),
+            db_pool_size: 16,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            log_json: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds the config from any variable source, so parsing is testable without touching the process env.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        if let Some(addr) = get("PORTAL_ADDR") {
+            config.addr = addr.parse().map_err(|_| ConfigError::Invalid {
+                name: "PORTAL_ADDR",
+                reason: format!("{addr:?} is not an address like 127.0.0.1:8080"),
+            })?;
+        }
+        if let Some(dir) = get("PORTAL_DATA_DIR") {
+            config.data_dir = PathBuf::from(dir);
+        }
+        config.database_url = get("DATABASE_URL").map(SecretString::from);
+        if let Some(url) = get("PORTAL_PUBLIC_URL") {
+            config.public_url = Some(parse_origin(&url)?);
+        }
+        if let Some(n) = number(&get, "PORTAL_SESSION_IDLE_MINUTES", 1, 60 * 24 * 30)? {
+            config.session_idle = Duration::from_secs(n * 60);
+        }
+        if let Some(n) = number(&get, "PORTAL_SESSION_MAX_HOURS", 1, 24 * 90)? {
+            config.session_absolute = Duration::from_secs(n * 3600);
+        }
+        if let Some(n) = number(&get, "PORTAL_REMEMBER_DAYS", 1, 400)? {
+            config.remember_for = Duration::from_secs(n * 24 * 3600);
+        }
+        if let Some(n) = number(&get, "PORTAL_DB_POOL_SIZE", 1, 1000)? {
+            config.db_pool_size = n as u32;
+        }
+        if let Some(n) = number(&get, "PORTAL_WORKERS", 1, 512)? {
+            config.workers = n as usize;
+        }
+        config.log_json = matches!(get("PORTAL_LOG_FORMAT").as_deref(), Some("json"));
+        Ok(config)
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected a whole number from {min} to {max}, got {raw:?}"),
+        }),
+    }
+}
+
+/// Normalises a public URL to its origin (`scheme://host[:port]`), refusing anything with a path,
+/// credentials or a scheme other than http(s), because it is compared against `Origin` headers.
+pub fn parse_origin(url: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "PORTAL_PUBLIC_URL",
+        reason: format!("{url:?}: {reason}"),
+    };
+    let trimmed = url.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| invalid("must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', '\\', ' ']) {
+        return Err(invalid("must be an origin such as https://portal.example.com, without a path"));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_suit_a_laptop() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("var"));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn reads_variables() {
+        let config = from(&[
+            ("PORTAL_ADDR", "0.0.0.0:9000"),
+            ("PORTAL_PUBLIC_URL", "https://Portal.Example.com/"),
+            ("PORTAL_SESSION_IDLE_MINUTES", "15"),
+        ])
+        .unwrap();
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.public_url.as_deref(), Some("https://portal.example.com"));
+        assert_eq!(config.session_idle, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_their_name() {
+        let err = from(&[("PORTAL_ADDR", "localhost")]).unwrap_err();
+        assert!(err.to_string().contains("PORTAL_ADDR"));
+        assert!(from(&[("PORTAL_SESSION_IDLE_MINUTES", "0")]).is_err());
+        assert!(from(&[("PORTAL_PUBLIC_URL", "https://a.example/path")]).is_err());
+        assert!(from(&[("PORTAL_PUBLIC_URL", "ftp://a.example")]).is_err());
+        assert!(from(&[("PORTAL_PUBLIC_URL", "https://user@a.example")]).is_err());
+    }
+}

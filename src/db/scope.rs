@@ -1,0 +1,110 @@
+//! The only way request code reaches customer data.
+//!
+//! A `Scope` is one transaction on one pooled connection, opened after
+//! `portal.customer_id` has been set for that transaction alone (or, for staff,
+//! after switching to the staff role for that transaction alone). Row-level security in the schema does the filtering, so a query that
+//! forgets a `WHERE customer_id = ...` still cannot see another customer's rows.
+//! Handlers get a scope only from the authenticated extractors in `web::extract`.
+
+use bb8::PooledConnection;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::{DbError, Manager, Pool, STAFF_ROLE};
+
+pub(crate) enum Kind {
+    Customer { customer_id: Uuid, user_id: Uuid },
+    /// Staff sessions, and staff jobs run from the command line (no user).
+    Staff { user_id: Option<Uuid> },
+}
+
+pub struct Scope {
+    conn: Option<PooledConnection<'static, Manager>>,
+    customer_id: Option<Uuid>,
+}
+
+impl Scope {
+    pub(crate) async fn begin(pool: &Pool, kind: Kind) -> Result<Self, DbError> {
+        let conn = pool.get_owned().await?;
+        conn.batch_execute("BEGIN").await?;
+        // From here on, dropping the scope rolls back.
+        let mut scope = Scope { conn: Some(conn), customer_id: None };
+        scope.customer_id = match kind {
+            Kind::Customer { customer_id, user_id } => {
+                scope
+                    .execute(
+                        "SELECT set_config('portal.customer_id', $1, true), set_config('portal.user_id', $2, true)",
+                        &[&customer_id.to_string(), &user_id.to_string()],
+                    )
+                    .await?;
+                Some(customer_id)
+            }
+            Kind::Staff { user_id } => {
+                scope.batch_execute(&format!("SET LOCAL ROLE {STAFF_ROLE}")).await?;
+                let user = user_id.map(|u| u.to_string()).unwrap_or_default();
+                scope.execute("SELECT set_config('portal.user_id', $1, true)", &[&user]).await?;
+                None
+            }
+        };
+        Ok(scope)
+    }
+
+    /// The customer this scope is limited to; `None` for staff.
+    pub fn customer_id(&self) -> Option<Uuid> {
+        self.customer_id
+    }
+
+    fn client(&self) -> Result<&PooledConnection<'static, Manager>, DbError> {
+        // `conn` is only taken by `commit` and `drop`, which consume the scope.
+        self.conn.as_ref().ok_or_else(|| DbError::Url("scope already finished".into()))
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        Ok(self.client()?.query(sql, params).await?)
+    }
+
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+        Ok(self.client()?.query_opt(sql, params).await?)
+    }
+
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+        Ok(self.client()?.query_one(sql, params).await?)
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        Ok(self.client()?.execute(sql, params).await?)
+    }
+
+    /// Runs several statements without parameters (fixed SQL only, such as the demo data).
+    pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
+        Ok(self.client()?.batch_execute(sql).await?)
+    }
+
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        if let Some(conn) = self.conn.take() {
+            conn.batch_execute("COMMIT").await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scope {
+    /// An unfinished scope (an early return or an error) is rolled back before
+    /// its connection goes back to the pool, so no half-written change and no
+    /// scope setting can leak into the next request.
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = conn.batch_execute("ROLLBACK").await {
+                        tracing::warn!(error = %e, "rollback of an abandoned scope failed");
+                    }
+                });
+            }
+            // Without a runtime the process is shutting down and the pool with it.
+            Err(_) => drop(conn),
+        }
+    }
+}

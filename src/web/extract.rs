@@ -1,0 +1,169 @@
+//! Request extractors: who is asking, and the database scope they may use.
+//!
+//! `CustomerScope` and `StaffScope` are the only way a handler gets at data:
+//! they authenticate the request and open a `Scope` limited to what the viewer
+//! may see. `CsrfForm` parses a form only after its CSRF token checks out.
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::AppError;
+use super::shell::Flash;
+use crate::auth::{CustomerRef, Viewer, session};
+use crate::db::Scope;
+
+/// The session is resolved once per request, whichever extractors ask.
+#[derive(Clone)]
+struct ResolvedViewer(Option<Viewer>);
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::BadRequest("application state missing".into()))
+}
+
+pub async fn current_viewer(req: &HttpRequest) -> Result<Option<Viewer>, AppError> {
+    if let Some(resolved) = req.extensions().get::<ResolvedViewer>() {
+        return Ok(resolved.0.clone());
+    }
+    let state = state(req)?;
+    let viewer = match state.cookies.session_token(req) {
+        Some(token) => session::resolve(&state.db, &token).await?,
+        None => None,
+    };
+    req.extensions_mut().insert(ResolvedViewer(viewer.clone()));
+    Ok(viewer)
+}
+
+/// Where to return after signing in: the page asked for, if it was a plain GET.
+fn return_path(req: &HttpRequest) -> String {
+    if req.method() == Method::GET {
+        req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+async fn require_viewer(req: &HttpRequest) -> Result<Viewer, AppError> {
+    current_viewer(req).await?.ok_or_else(|| AppError::SignInRequired { next: return_path(req) })
+}
+
+impl FromRequest for Viewer {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { require_viewer(&req).await })
+    }
+}
+
+/// A signed-in customer user and a scope limited to their customer.
+pub struct CustomerScope {
+    pub viewer: Viewer,
+    pub customer: CustomerRef,
+    pub db: Scope,
+    pub flash: Option<Flash>,
+}
+
+impl FromRequest for CustomerScope {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let viewer = require_viewer(&req).await?;
+            let Some(customer) = viewer.customer.clone() else {
+                // Staff have their own side of the portal.
+                return Err(AppError::Redirect("/staff".into()));
+            };
+            let state = state(&req)?;
+            let db = state.db.customer_scope(customer.id, viewer.user_id).await?;
+            let flash = state.cookies.read_flash(&req);
+            Ok(CustomerScope { viewer, customer, db, flash })
+        })
+    }
+}
+
+/// A signed-in staff user and a staff scope. Customers are refused.
+pub struct StaffScope {
+    pub viewer: Viewer,
+    pub db: Scope,
+    pub flash: Option<Flash>,
+}
+
+impl FromRequest for StaffScope {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let viewer = require_viewer(&req).await?;
+            if !viewer.is_staff() {
+                return Err(AppError::Forbidden);
+            }
+            let state = state(&req)?;
+            let db = state.db.staff_scope(Some(viewer.user_id)).await?;
+            let flash = state.cookies.read_flash(&req);
+            Ok(StaffScope { viewer, db, flash })
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf_token: String,
+}
+
+/// An urlencoded form whose `csrf_token` matched the session's (or, before
+/// sign-in, the `portal_csrf` cookie's). Anything else is refused with 403
+/// before the handler runs.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let body = body.await.map_err(|_| AppError::BadRequest("the form could not be read".into()))?;
+            let expected = match current_viewer(&req).await? {
+                Some(viewer) => Some(viewer.csrf_token),
+                None => state(&req)?.cookies.anonymous_csrf_token(&req),
+            };
+            let sent = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().map(|f| f.csrf_token);
+            match (expected, sent) {
+                (Some(expected), Some(sent)) if tokens_match(&expected, &sent) => {}
+                _ => return Err(AppError::Csrf),
+            }
+            serde_urlencoded::from_bytes::<T>(&body)
+                .map(CsrfForm)
+                .map_err(|e| AppError::BadRequest(format!("the form was incomplete: {e}")))
+        })
+    }
+}
+
+fn tokens_match(expected: &str, sent: &str) -> bool {
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csrf_tokens_compare_exactly() {
+        assert!(super::tokens_match("abc", "abc"));
+        assert!(!super::tokens_match("abc", "abd"));
+        assert!(!super::tokens_match("abc", "ab"));
+        assert!(!super::tokens_match("", ""));
+    }
+}

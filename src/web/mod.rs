@@ -1,0 +1,118 @@
+//! HTTP: routing, middleware, extractors and the mapping of errors to responses.
+
+pub mod assets;
+pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod security;
+pub mod shell;
+
+use actix_web::http::header;
+use actix_web::middleware::{self, ErrorHandlers, from_fn};
+use actix_web::{HttpResponse, web};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use sailfish::TemplateSimple;
+
+use crate::auth::session::Lifetimes;
+use crate::db::Db;
+pub use error::AppError;
+pub use extract::{CsrfForm, CustomerScope, StaffScope};
+pub use shell::{Flash, Section, Shell};
+
+/// Shared by every request.
+pub struct AppState {
+    pub db: Db,
+    /// The portal's public origin, e.g. `https://portal.example.com`.
+    pub origin: String,
+    pub cookies: cookies::CookiePolicy,
+    pub lifetimes: Lifetimes,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::live))
+        .route("/readyz", web::get().to(health::ready))
+        .route("/static/{file}", web::get().to(assets::serve))
+        .configure(crate::auth::pages::routes)
+        // .configure(crate::dashboard::routes)
+        .configure(crate::orders::routes)
+        // .configure(crate::invoices::routes)
+        // .configure(crate::documents::routes)
+        // .configure(crate::tickets::routes)
+        // .configure(crate::notifications::routes)
+        // .configure(crate::reports::routes)
+        // .configure(crate::activity::routes)
+        // .configure(crate::accounts::routes)
+        // .configure(crate::staff::routes)
+        ;
+}
+
+/// Builds the actix `App` with every middleware, in the order they must run.
+pub fn app(
+    state: web::Data<AppState>,
+    secure: bool,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .app_data(state)
+        .app_data(web::FormConfig::default().limit(64 * 1024))
+        .app_data(web::PayloadConfig::new(64 * 1024))
+        .configure(configure)
+        .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
+        .wrap(from_fn(security::consume_flash))
+        .wrap(from_fn(security::same_origin))
+        .wrap(ErrorHandlers::new().default_handler(error::error_pages))
+        .wrap(security::headers(secure))
+        .wrap(middleware::Compress::default())
+        .wrap(tracing_actix_web::TracingLogger::default())
+}
+
+/// Renders a page.
+pub fn html(page: impl TemplateSimple) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .body(page.render_once()?))
+}
+
+/// Redirects after a successful form (303, so a reload does not resubmit) with a message for the next page.
+pub fn redirect_with_flash(state: &AppState, to: &str, flash: Flash) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .cookie(state.cookies.flash(&flash))
+        .finish()
+}
+
+pub fn encode_query_value(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+}
+
+mod health {
+    use actix_web::{HttpResponse, web};
+
+    use super::AppState;
+
+    /// The process is up.
+    pub async fn live() -> HttpResponse {
+        HttpResponse::Ok().content_type("text/plain").body("ok")
+    }
+
+    /// The process can serve: its database answers.
+    pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+        let database = match state.db.unscoped().await {
+            Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        };
+        let pool = state.db.state();
+        let body = serde_json::json!({
+            "database": if database { "ok" } else { "unreachable" },
+            "pool": { "connections": pool.connections, "idle": pool.idle_connections },
+        });
+        if database { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    }
+}
