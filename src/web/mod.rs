@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::ready))
         .route("/static/{file}", web::get().to(assets::serve))
         .configure(crate::auth::pages::routes)
-        // .configure(crate::dashboard::routes)
+        .configure(crate::dashboard::routes)
         .configure(crate::orders::routes)
         // .configure(crate::invoices::routes)
         // .configure(crate::documents::routes)
@@ -42,7 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // .configure(crate::reports::routes)
         // .configure(crate::activity::routes)
         // .configure(crate::accounts::routes)
-        // .configure(crate::staff::routes)
+        .configure(crate::staff::routes)
         ;
 }
 

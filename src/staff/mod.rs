@@ -1,0 +1,154 @@
+//! The staff back office: every customer, what is happening across them.
+
+use actix_web::{HttpResponse, web};
+use sailfish::TemplateSimple;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::orders::OrderRow;
+use crate::web::{AppError, Section, Shell, StaffScope, html};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/staff", web::get().to(overview))
+        .route("/staff/customers", web::get().to(customers))
+        .route("/staff/customers/{id}", web::get().to(customer));
+}
+
+pub struct CustomerSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub active: bool,
+    pub users: i64,
+    pub open_orders: i64,
+    pub awaiting: i64,
+    pub overdue: i64,
+    pub open_tickets: i64,
+}
+
+const SUMMARY: &str = "SELECT c.id, c.name, c.active, \
+    (SELECT count(*) FROM users u WHERE u.customer_id = c.id) AS users, \
+    (SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'open') AS open_orders, \
+    (SELECT count(*) FROM orders o JOIN workflow_stages s ON s.id = o.stage_id \
+      WHERE o.customer_id = c.id AND o.status = 'open' AND s.awaits_customer) AS awaiting, \
+    (SELECT count(*) FROM invoices i WHERE i.customer_id = c.id AND i.status = 'open' AND i.due_on < current_date) AS overdue, \
+    (SELECT count(*) FROM tickets t WHERE t.customer_id = c.id AND t.status = 'open') AS open_tickets \
+    FROM customers c";
+
+fn summary(row: &tokio_postgres::Row) -> CustomerSummary {
+    CustomerSummary {
+        id: row.get("id"),
+        name: row.get("name"),
+        active: row.get("active"),
+        users: row.get("users"),
+        open_orders: row.get("open_orders"),
+        awaiting: row.get("awaiting"),
+        overdue: row.get("overdue"),
+        open_tickets: row.get("open_tickets"),
+    }
+}
+
+pub struct ActivityItem {
+    pub at: OffsetDateTime,
+    pub customer: Option<String>,
+    pub actor: String,
+    pub action: String,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/overview.stpl")]
+struct Overview {
+    shell: Shell,
+    customers: Vec<CustomerSummary>,
+    activity: Vec<ActivityItem>,
+}
+
+async fn overview(cx: StaffScope) -> Result<HttpResponse, AppError> {
+    let customers = cx
+        .db
+        .query(&format!("{SUMMARY} WHERE c.active ORDER BY c.name LIMIT 50"), &[])
+        .await?
+        .iter()
+        .map(summary)
+        .collect();
+    let activity = cx
+        .db
+        .query(
+            "SELECT a.created_at, c.name AS customer, a.actor_label, a.action FROM activity_log a \
+             LEFT JOIN customers c ON c.id = a.customer_id ORDER BY a.id DESC LIMIT 25",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ActivityItem {
+            at: r.get("created_at"),
+            customer: r.get("customer"),
+            actor: r.get("actor_label"),
+            action: r.get("action"),
+        })
+        .collect();
+    cx.db.commit().await?;
+    html(Overview { shell: Shell::page(&cx.viewer, "Back office", Section::StaffOverview, cx.flash), customers, activity })
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/customers.stpl")]
+struct Customers {
+    shell: Shell,
+    customers: Vec<CustomerSummary>,
+}
+
+async fn customers(cx: StaffScope) -> Result<HttpResponse, AppError> {
+    let customers =
+        cx.db.query(&format!("{SUMMARY} ORDER BY c.name"), &[]).await?.iter().map(summary).collect();
+    cx.db.commit().await?;
+    html(Customers { shell: Shell::page(&cx.viewer, "Customers", Section::StaffCustomers, cx.flash), customers })
+}
+
+pub struct Member {
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub disabled: bool,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/customer.stpl")]
+struct CustomerPage {
+    shell: Shell,
+    customer: CustomerSummary,
+    members: Vec<Member>,
+    orders: Vec<OrderRow>,
+}
+
+async fn customer(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
+    let row = cx.db.query_opt(&format!("{SUMMARY} WHERE c.id = $1"), &[&id]).await?.ok_or(AppError::NotFound)?;
+    let members = cx
+        .db
+        .query("SELECT name, email, role, disabled_at IS NOT NULL AS disabled FROM users WHERE customer_id = $1 ORDER BY name", &[&id])
+        .await?
+        .iter()
+        .map(|r| Member {
+            name: r.get("name"),
+            email: r.get("email"),
+            role: Role::parse(r.get("role")).map_or("Unknown", Role::label),
+            disabled: r.get("disabled"),
+        })
+        .collect();
+    let orders = cx
+        .db
+        .query(&format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC LIMIT 50", OrderRow::SELECT), &[&id])
+        .await?
+        .iter()
+        .map(OrderRow::from_row)
+        .collect();
+    cx.db.commit().await?;
+    let customer = summary(&row);
+    html(CustomerPage {
+        shell: Shell::page(&cx.viewer, customer.name.clone(), Section::StaffCustomers, cx.flash),
+        customer,
+        members,
+        orders,
+    })
+}

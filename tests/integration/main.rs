@@ -1,0 +1,10 @@
+//! Integration tests, by feature, over real HTTP against a real PostgreSQL.
+
+// A failed expectation in a test should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod pages;
+mod sign_in;
+mod tenancy;

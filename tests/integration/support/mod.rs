@@ -1,0 +1,208 @@
+//! The one harness every integration test uses.
+//!
+//! One private PostgreSQL cluster per test run (started here, thrown away by
+//! its watchdog when the test process exits), one template database holding
+//! the migrations and the demo data, and for each test a fresh database cloned
+//! from it, so tests are isolated and run in parallel. The app runs in-process
+//! on a random port and is driven over real HTTP with cookie-keeping clients.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use portal::config::Config;
+use portal::db::cluster::{Cluster, ClusterOptions, sweep_stale};
+use reqwest::redirect::Policy;
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+pub const PASSWORD: &str = "demo-portal-password";
+const TEMPLATE: &str = "portal_template";
+const CLUSTERS_DIR: &str = "/tmp/portal-test-clusters";
+
+static CLUSTER: OnceCell<Arc<Cluster>> = OnceCell::const_new();
+
+async fn cluster() -> Arc<Cluster> {
+    CLUSTER
+        .get_or_init(|| async {
+            portal::telemetry::init(false);
+            let parent = std::path::Path::new(CLUSTERS_DIR);
+            sweep_stale(parent).await;
+            let dir = parent.join(format!("run-{}", std::process::id()));
+            let cluster = Cluster::start(ClusterOptions { dir, ephemeral: true })
+                .await
+                .expect("the test PostgreSQL cluster starts");
+            cluster.ensure_database(TEMPLATE).await.expect("template database");
+            let url = cluster.connection_string(TEMPLATE);
+            portal::db::migrate(&url).await.expect("migrations apply to the template");
+            let db = portal::db::Db::connect(&url, 2).await.expect("template pool");
+            portal::demo::load(&db).await.expect("demo data loads into the template");
+            drop(db);
+            // CREATE DATABASE ... TEMPLATE needs the template to have no connections;
+            // forbidding them for good also keeps a stray test from writing to it.
+            let admin = connect(&cluster.connection_string("postgres")).await;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false; \
+                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEMPLATE}';"
+                ))
+                .await
+                .expect("template sealed");
+            Arc::new(cluster)
+        })
+        .await
+        .clone()
+}
+
+/// A superuser connection, for arranging and inspecting state behind the app's back.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect to the test cluster");
+    tokio::spawn(connection);
+    client
+}
+
+pub struct TestApp {
+    /// Where the server listens (what the test clients connect to).
+    pub address: String,
+    /// The portal's public origin (differs from `address` when a test sets `public_url`).
+    pub origin: String,
+    pub db_url: String,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sends the stop command now; the workers wind down on their own threads.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the portal on a fresh copy of the demo database, with `tweak` applied to its config.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let cluster = cluster().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let admin = connect(&cluster.connection_string("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .await
+        .expect("test database cloned from the template");
+    let db_url = cluster.connection_string(&name);
+    let mut config = Config { addr: "127.0.0.1:0".parse().expect("address"), workers: 1, db_pool_size: 4, ..Config::default() };
+    tweak(&mut config);
+    let db = portal::db::Db::connect(&db_url, config.db_pool_size).await.expect("app pool");
+    let app = portal::Application::build(&config, db).expect("app builds");
+    let origin = app.origin().to_owned();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run());
+    TestApp { address, origin, db_url, handle }
+}
+
+impl TestApp {
+    /// A new browser-like client with its own cookie jar; redirects are not followed,
+    /// so tests see them.
+    pub fn client(&self) -> Client {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Client { http, base: self.address.clone() }
+    }
+
+    /// A client already signed in as `email` (demo password).
+    pub async fn signed_in(&self, email: &str) -> Client {
+        let client = self.client();
+        let response = client.sign_in(email, PASSWORD).await;
+        assert_eq!(response.status(), 303, "sign-in of {email} should succeed");
+        client
+    }
+
+    /// Superuser connection to this test's database.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        connect(&self.db_url).await
+    }
+
+    /// A connection as the application role, exactly as the portal's pool has it.
+    pub async fn app_role_sql(&self) -> tokio_postgres::Client {
+        let client = self.sql().await;
+        client.batch_execute("SET ROLE portal_app").await.expect("switch to portal_app");
+        client
+    }
+
+    /// The id of a demo customer by slug (`acme`, `globex`).
+    pub async fn customer_id(&self, slug: &str) -> uuid::Uuid {
+        self.sql().await.query_one("SELECT id FROM customers WHERE slug = $1", &[&slug]).await.expect("customer").get(0)
+    }
+
+    /// The id of a demo order by number.
+    pub async fn order_id(&self, number: &str) -> uuid::Uuid {
+        self.sql().await.query_one("SELECT id FROM orders WHERE number = $1", &[&number]).await.expect("order").get(0)
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.expect("body")
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(self.url(path)).form(form).send().await.expect("POST")
+    }
+
+    /// The CSRF token the page at `path` puts in its forms.
+    pub async fn csrf_token(&self, path: &str) -> String {
+        let html = self.get_html(path).await;
+        csrf_in(&html).unwrap_or_else(|| panic!("no csrf_token on {path}"))
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        let token = self.csrf_token("/login").await;
+        self.post_form("/login", &[("csrf_token", &token), ("email", email), ("password", password)]).await
+    }
+
+    /// Signs out with the form of the page at `page` (the account menu is on every page).
+    pub async fn sign_out(&self, page: &str) -> reqwest::Response {
+        let token = self.csrf_token(page).await;
+        self.post_form("/logout", &[("csrf_token", &token)]).await
+    }
+}
+
+pub fn csrf_in(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}

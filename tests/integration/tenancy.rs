@@ -1,0 +1,200 @@
+//! No customer ever sees another customer's data: proofs in the database itself and over HTTP.
+
+use crate::support::{spawn_app, location};
+
+/// Every table that holds a customer's rows, with its customer column.
+const CUSTOMER_TABLES: &[&str] = &[
+    "users",
+    "sessions",
+    "orders",
+    "order_stage_history",
+    "invoices",
+    "invoice_lines",
+    "documents",
+    "document_versions",
+    "tickets",
+    "ticket_messages",
+    "activity_log",
+    "events",
+];
+
+#[tokio::test]
+async fn a_customer_scope_sees_only_its_own_rows_in_every_table() {
+    let app = spawn_app().await;
+    let acme = app.customer_id("acme").await;
+    let owner = app.sql().await;
+    let db = app.app_role_sql().await;
+    for table in CUSTOMER_TABLES {
+        db.batch_execute("BEGIN").await.unwrap();
+        db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+        // No WHERE clause: row-level security alone decides.
+        let seen: Vec<Option<uuid::Uuid>> = db
+            .query(&format!("SELECT customer_id FROM {table}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        db.batch_execute("COMMIT").await.unwrap();
+        assert!(seen.iter().all(|c| *c == Some(acme)), "{table} leaked another customer's rows");
+        let own: i64 = owner
+            .query_one(&format!("SELECT count(*) FROM {table} WHERE customer_id = $1"), &[&acme])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(seen.len() as i64, own, "{table}: the scope should see all of Acme's rows");
+    }
+    // The demo has rows for Acme in the main tables, so the check above was not vacuous.
+    let orders: i64 = owner.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    let acme_orders: i64 =
+        owner.query_one("SELECT count(*) FROM orders WHERE customer_id = $1", &[&acme]).await.unwrap().get(0);
+    assert!(acme_orders > 0 && orders > acme_orders);
+}
+
+#[tokio::test]
+async fn without_a_scope_every_table_is_empty() {
+    let app = spawn_app().await;
+    let db = app.app_role_sql().await;
+    for table in CUSTOMER_TABLES.iter().chain(&["customers", "notifications", "workflows", "workflow_stages"]) {
+        let n: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "{table} is visible without a scope");
+    }
+}
+
+#[tokio::test]
+async fn writes_to_another_customers_rows_change_nothing() {
+    let app = spawn_app().await;
+    let acme = app.customer_id("acme").await;
+    let globex = app.customer_id("globex").await;
+    let globex_order = app.order_id("SHP-2207").await;
+    let db = app.app_role_sql().await;
+    db.batch_execute("BEGIN").await.unwrap();
+    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    let updated = db.execute("UPDATE orders SET title = 'hijacked' WHERE id = $1", &[&globex_order]).await.unwrap();
+    let deleted = db.execute("DELETE FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap();
+    db.batch_execute("COMMIT").await.unwrap();
+    assert_eq!((updated, deleted), (0, 0));
+
+    // Nor can a row be created for, or moved to, another customer.
+    db.batch_execute("BEGIN").await.unwrap();
+    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    let planted = db
+        .execute(
+            "INSERT INTO activity_log (customer_id, actor_label, action) VALUES ($1, 'x', 'planted')",
+            &[&globex],
+        )
+        .await;
+    assert!(planted.is_err(), "inserting a row for another customer must be refused");
+    db.batch_execute("ROLLBACK").await.unwrap();
+
+    let owner = app.sql().await;
+    let title: String = owner.query_one("SELECT title FROM orders WHERE id = $1", &[&globex_order]).await.unwrap().get(0);
+    assert_eq!(title, "Hamburg → Milan, refrigerated");
+    let invoices: i64 =
+        owner.query_one("SELECT count(*) FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap().get(0);
+    assert!(invoices > 0);
+}
+
+#[tokio::test]
+async fn internal_notes_are_out_of_reach_of_customer_requests() {
+    let app = spawn_app().await;
+    let acme = app.customer_id("acme").await;
+    let db = app.app_role_sql().await;
+    db.batch_execute("BEGIN").await.unwrap();
+    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    let err = db.query("SELECT note FROM order_internal_notes", &[]).await.unwrap_err();
+    assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{err}");
+}
+
+#[tokio::test]
+async fn every_table_forces_row_level_security_and_no_app_role_can_bypass_it() {
+    let app = spawn_app().await;
+    let owner = app.sql().await;
+    let unprotected: Vec<String> = owner
+        .query(
+            "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace \
+             AND relname <> 'refinery_schema_history' AND NOT (relrowsecurity AND relforcerowsecurity)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(unprotected.is_empty(), "tables without forced RLS: {unprotected:?}");
+    let roles = owner
+        .query(
+            "SELECT rolname::text, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles \
+             WHERE rolname IN ('portal_app', 'portal_staff', 'portal_auth')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(roles.len(), 3);
+    for role in roles {
+        let name: String = role.get(0);
+        assert!(!role.get::<_, bool>(1) && !role.get::<_, bool>(2) && !role.get::<_, bool>(3), "{name} is too powerful");
+    }
+    // Membership would make one role's policies apply to another.
+    let nested: i64 = owner
+        .query_one(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member \
+             WHERE r.rolname IN ('portal_app', 'portal_staff', 'portal_auth')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nested, 0);
+    let owned: i64 = owner
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner \
+             WHERE r.rolname IN ('portal_app', 'portal_staff', 'portal_auth')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owned, 0, "application roles must own no tables");
+}
+
+#[tokio::test]
+async fn another_customers_order_answers_the_same_404_as_a_missing_one() {
+    let app = spawn_app().await;
+    let acme_order = app.order_id("ORD-1042").await;
+    let bob = app.signed_in("bob@globex.example").await;
+
+    let foreign = bob.get(&format!("/orders/{acme_order}")).await;
+    let missing = bob.get(&format!("/orders/{}", uuid::Uuid::new_v4())).await;
+    let malformed = bob.get("/orders/ORD-1042").await;
+    assert_eq!(foreign.status(), 404);
+    assert_eq!(missing.status(), 404);
+    assert_eq!(malformed.status(), 404);
+    // Same page apart from the request reference.
+    let strip = |html: String| html.split("Reference:").next().unwrap_or_default().to_owned();
+    let foreign = strip(foreign.text().await.unwrap());
+    assert_eq!(foreign, strip(missing.text().await.unwrap()));
+    assert!(foreign.contains("Page not found"));
+    assert!(!foreign.contains("Packaging sleeves"));
+
+    // Alice, whose order it is, sees it.
+    let alice = app.signed_in("alice@acme.example").await;
+    let page = alice.get_html(&format!("/orders/{acme_order}")).await;
+    assert!(page.contains("Packaging sleeves, matte"));
+}
+
+#[tokio::test]
+async fn each_customer_sees_only_its_own_orders_and_dashboard() {
+    let app = spawn_app().await;
+    let alice = app.signed_in("alice@acme.example").await;
+    let bob = app.signed_in("bob@globex.example").await;
+    let acme_list = alice.get_html("/orders?status=all").await;
+    let globex_list = bob.get_html("/orders?status=all").await;
+    assert!(acme_list.contains("ORD-1042") && !acme_list.contains("SHP-"));
+    assert!(globex_list.contains("SHP-2207") && !globex_list.contains("ORD-"));
+    let dashboard = bob.get_html("/").await;
+    assert!(dashboard.contains("Globex Logistics") && !dashboard.contains("Acme"));
+    // A staff-only page is refused to a customer, not redirected into.
+    let staff = alice.get("/staff").await;
+    assert_eq!(staff.status(), 403, "{}", location(&staff));
+}
