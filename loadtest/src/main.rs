@@ -1,1 +1,179 @@
-fn main() {}
+//! Load generator for Portal. Every run is bounded in time and sends traffic
+//! only to the portal URL given (loopback by default).
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use reqwest::redirect::Policy;
+
+#[derive(Parser)]
+#[command(name = "portal-loadtest", about = "Benchmarks for a running Portal")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Server-rendered pages under load: C keep-alive connections, each signed in, for a fixed time.
+    Pages(PagesArgs),
+}
+
+#[derive(Parser)]
+struct PagesArgs {
+    /// The portal to load (keep it on this machine).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "alice@acme.example")]
+    email: String,
+    #[arg(long, env = "PORTAL_LOADTEST_PASSWORD", default_value = "demo-portal-password")]
+    password: String,
+    /// Concurrent keep-alive connections, each with its own session.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
+    connections: u32,
+    /// How long to load, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    seconds: u64,
+    /// Pages to request in turn (repeat the flag).
+    #[arg(long = "path", default_values_t = ["/".to_string(), "/orders".to_string()])]
+    paths: Vec<String>,
+    /// Print one JSON object instead of a markdown table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    latencies_us: Vec<u64>,
+    errors: u64,
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn signed_in_client(args: &PagesArgs) -> Result<reqwest::Client, AnyError> {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let login = client.get(format!("{}/login", args.url)).send().await?.text().await?;
+    let marker = "name=\"csrf_token\" value=\"";
+    let token = login
+        .split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or("the sign-in page has no csrf_token")?
+        .to_owned();
+    let response = client
+        .post(format!("{}/login", args.url))
+        .form(&[("csrf_token", token.as_str()), ("email", &args.email), ("password", &args.password)])
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::SEE_OTHER {
+        return Err(format!("sign-in as {} failed with {}", args.email, response.status()).into());
+    }
+    Ok(client)
+}
+
+async fn connection(client: reqwest::Client, url: String, paths: Vec<String>, until: Instant) -> Outcome {
+    let mut outcome = Outcome { latencies_us: Vec::new(), errors: 0 };
+    let mut i = 0usize;
+    while Instant::now() < until {
+        let path = &paths[i % paths.len()];
+        i += 1;
+        let started = Instant::now();
+        let ok = match client.get(format!("{url}{path}")).send().await {
+            Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            outcome.latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        } else {
+            outcome.errors += 1;
+        }
+    }
+    outcome
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+async fn pages(args: PagesArgs) -> Result<(), AnyError> {
+    let mut clients = Vec::new();
+    for _ in 0..args.connections {
+        clients.push(signed_in_client(&args).await?);
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.seconds);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(connection(c, args.url.clone(), args.paths.clone(), until)))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let outcome = task.await?;
+        latencies.extend(outcome.latencies_us);
+        errors += outcome.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let rps = latencies.len() as f64 / elapsed;
+    let (p50, p90, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 90.0), percentile(&latencies, 99.0));
+    let max = latencies.last().copied().unwrap_or(0) as f64 / 1000.0;
+    if args.json {
+        let report = serde_json::json!({
+            "benchmark": "pages", "paths": args.paths, "connections": args.connections, "seconds": elapsed,
+            "requests": latencies.len(), "errors": errors, "requests_per_second": rps,
+            "latency_ms": { "p50": p50, "p90": p90, "p99": p99, "max": max },
+        });
+        println!("{report}");
+    } else {
+        println!("| pages | connections | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            args.paths.join(" "),
+            args.connections,
+            latencies.len(),
+            errors,
+            rps,
+            p50,
+            p90,
+            p99,
+            max
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Pages(args) => pages(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portal-loadtest: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_pick_ranks() {
+        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(super::percentile(&sorted, 50.0), 51.0);
+        assert_eq!(super::percentile(&sorted, 99.0), 99.0);
+        assert_eq!(super::percentile(&[], 50.0), 0.0);
+    }
+}

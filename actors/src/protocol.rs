@@ -1,0 +1,96 @@
+//! The JSON a live page receives: `{"id": <last event id>, "ops": [...]}`.
+//!
+//! Every op replaces a region with its current rendering (or adds a feed
+//! entry), so applying a message twice, or out of order, is harmless.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    /// Replace the element `target` with `html`.
+    Replace,
+    /// Insert `html` as the first child of `target` (feeds, newest first).
+    Prepend,
+    /// Insert `html` as the last child of `target`.
+    Append,
+    /// Remove the element `target`.
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub op: OpKind,
+    /// An element id on the page.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub html: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    /// The last event id the page will have applied once it applies these ops.
+    pub id: i64,
+    pub ops: Vec<Op>,
+}
+
+impl Push {
+    /// Merges a burst of pushes into one message. A later `replace` or `remove`
+    /// of a target supersedes everything earlier for that target, because it
+    /// carries the region's whole current state; feed inserts all survive, in order.
+    pub fn coalesce(pushes: impl IntoIterator<Item = Push>) -> Option<Push> {
+        let mut id = None;
+        let mut ops: Vec<Op> = Vec::new();
+        for push in pushes {
+            id = Some(id.map_or(push.id, |current: i64| current.max(push.id)));
+            for op in push.ops {
+                if matches!(op.op, OpKind::Replace | OpKind::Remove) {
+                    ops.retain(|earlier| earlier.target != op.target);
+                }
+                ops.push(op);
+            }
+        }
+        id.map(|id| Push { id, ops })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn op(op: OpKind, target: &str, html: &str) -> Op {
+        Op { op, target: target.into(), html: html.into() }
+    }
+
+    #[test]
+    fn serialises_as_designed() {
+        let push = Push { id: 42, ops: vec![op(OpKind::Replace, "order-1", "<tr></tr>"), op(OpKind::Remove, "x", "")] };
+        assert_eq!(
+            serde_json::to_string(&push).unwrap(),
+            r#"{"id":42,"ops":[{"op":"replace","target":"order-1","html":"<tr></tr>"},{"op":"remove","target":"x"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Push>(&serde_json::to_string(&push).unwrap()).unwrap(), push);
+    }
+
+    #[test]
+    fn a_burst_keeps_the_latest_state_of_each_region_and_every_feed_entry() {
+        let merged = Push::coalesce([
+            Push { id: 7, ops: vec![op(OpKind::Replace, "order-1", "v1"), op(OpKind::Prepend, "feed", "a")] },
+            Push { id: 9, ops: vec![op(OpKind::Replace, "order-1", "v2"), op(OpKind::Prepend, "feed", "b")] },
+            Push { id: 8, ops: vec![op(OpKind::Replace, "cards", "c")] },
+        ])
+        .unwrap();
+        assert_eq!(merged.id, 9);
+        assert_eq!(
+            merged.ops,
+            vec![
+                op(OpKind::Prepend, "feed", "a"),
+                op(OpKind::Replace, "order-1", "v2"),
+                op(OpKind::Prepend, "feed", "b"),
+                op(OpKind::Replace, "cards", "c"),
+            ]
+        );
+        assert_eq!(Push::coalesce([]), None);
+    }
+}
