@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin;
 mod pages;
 mod sign_in;
 mod tenancy;
