@@ -66,11 +66,27 @@ pub fn app(
         .configure(configure)
         .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
         .wrap(from_fn(security::consume_flash))
+        .wrap(from_fn(request_id_header))
         .wrap(from_fn(security::same_origin))
         .wrap(ErrorHandlers::new().default_handler(error::error_pages))
         .wrap(security::headers(secure))
         .wrap(middleware::Compress::default())
         .wrap(tracing_actix_web::TracingLogger::default())
+}
+
+/// Echoes the request id that every log line of this request carries, so a
+/// user or an operator can find them from any response.
+async fn request_id_header(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
+    let mut res = next.call(req).await?;
+    if let Some(value) = id.and_then(|id| header::HeaderValue::from_str(&id).ok()) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
 }
 
 /// Renders a page.

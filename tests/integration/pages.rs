@@ -42,8 +42,10 @@ async fn unknown_pages_get_a_helpful_404_page() {
     let response = app.client().get("/no-such-page").await;
     assert_eq!(response.status(), 404);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let html = response.text().await.unwrap();
-    assert!(html.contains("Page not found") && html.contains("Reference:"));
+    assert!(html.contains("Page not found"));
+    assert!(html.contains(&format!("Reference: <span class=\"mono\">{request_id}</span>")), "the page quotes the request id");
 }
 
 #[tokio::test]
