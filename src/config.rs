@@ -119,10 +119,8 @@ fn number(
 /// Normalises a public URL to its origin (`scheme://host[:port]`), refusing anything with a path,
 /// credentials or a scheme other than http(s), because it is compared against `Origin` headers.
 pub fn parse_origin(url: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
-        name: "PORTAL_PUBLIC_URL",
-        reason: format!("{url:?}: {reason}"),
-    };
+    let invalid =
+        |reason: &str| ConfigError::Invalid { name: "PORTAL_PUBLIC_URL", reason: format!("{url:?}: {reason}") };
     let trimmed = url.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("https://")
@@ -141,8 +139,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

@@ -84,7 +84,8 @@ pub fn bytes(n: i64) -> String {
 
 /// A width class (`w-0` … `w-100`, steps of 10) for bars, since the CSP forbids inline styles.
 pub fn width_class(part: i64, whole: i64) -> &'static str {
-    const CLASSES: [&str; 11] = ["w-0", "w-10", "w-20", "w-30", "w-40", "w-50", "w-60", "w-70", "w-80", "w-90", "w-100"];
+    const CLASSES: [&str; 11] =
+        ["w-0", "w-10", "w-20", "w-30", "w-40", "w-50", "w-60", "w-70", "w-80", "w-90", "w-100"];
     if whole <= 0 || part <= 0 {
         return CLASSES[0];
     }

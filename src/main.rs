@@ -137,7 +137,9 @@ async fn with_database(command: Command, config: &Config, url: &str) -> Result<(
             }
             app.run().await?;
         }
-        Command::Customer { command: CustomerCommand::Create { name, slug, admin_email, admin_name, password_stdin } } => {
+        Command::Customer {
+            command: CustomerCommand::Create { name, slug, admin_email, admin_name, password_stdin },
+        } => {
             let admin = match (admin_email, admin_name) {
                 (Some(email), Some(name)) => Some((email, name, password(password_stdin)?)),
                 _ => None,

@@ -111,10 +111,8 @@ async fn pages(args: PagesArgs) -> Result<(), AnyError> {
     }
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(connection(c, args.url.clone(), args.paths.clone(), until)))
-        .collect();
+    let tasks: Vec<_> =
+        clients.into_iter().map(|c| tokio::spawn(connection(c, args.url.clone(), args.paths.clone(), until))).collect();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for task in tasks {

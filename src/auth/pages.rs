@@ -42,7 +42,12 @@ fn home_for(is_staff: bool, next: Option<&str>) -> String {
     }
 }
 
-fn render(state: &AppState, req: &HttpRequest, status: StatusCode, mut page: LoginPage) -> Result<HttpResponse, AppError> {
+fn render(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    mut page: LoginPage,
+) -> Result<HttpResponse, AppError> {
     let existing = state.cookies.anonymous_csrf_token(req).filter(|t| t.len() == 43);
     let token = existing.clone().unwrap_or_else(session::random_token);
     page.csrf_token = token.clone();
@@ -51,9 +56,7 @@ fn render(state: &AppState, req: &HttpRequest, status: StatusCode, mut page: Log
     if existing.is_none() {
         response.cookie(state.cookies.anonymous_csrf(token));
     }
-    Ok(response
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .body(page.render_once()?))
+    Ok(response.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
 }
 
 async fn show(
@@ -107,13 +110,8 @@ async fn submit(
     }
     let ip = req.peer_addr().map(|a| a.ip());
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let attempt = Attempt {
-        email: &form.email,
-        password: SecretString::from(form.password.clone()),
-        remember,
-        ip,
-        user_agent,
-    };
+    let attempt =
+        Attempt { email: &form.email, password: SecretString::from(form.password.clone()), remember, ip, user_agent };
     let Some(signed_in) = session::sign_in(&state.db, attempt, state.lifetimes).await? else {
         let page = retry("That email and password do not match an account.");
         return render(&state, &req, StatusCode::UNAUTHORIZED, page);

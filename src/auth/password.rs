@@ -28,10 +28,7 @@ fn hasher() -> Argon2<'static> {
 /// same time as a wrong password and cannot be told apart by timing.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(b"no account has this password", &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    hasher().hash_password(b"no account has this password", &salt).map(|h| h.to_string()).unwrap_or_default()
 });
 
 pub async fn hash(password: SecretString) -> Result<String, PasswordError> {

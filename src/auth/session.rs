@@ -33,12 +33,7 @@ impl Viewer {
 
     /// Up to two initials for the avatar.
     pub fn initials(&self) -> String {
-        self.name
-            .split_whitespace()
-            .filter_map(|w| w.chars().next())
-            .take(2)
-            .flat_map(char::to_uppercase)
-            .collect()
+        self.name.split_whitespace().filter_map(|w| w.chars().next()).take(2).flat_map(char::to_uppercase).collect()
     }
 }
 
@@ -82,11 +77,7 @@ pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Res
     let email = normalize_email(attempt.email);
     let account = {
         let conn = db.unscoped().await?;
-        conn.query_opt(
-            "SELECT user_id, role, password_hash, usable FROM portal_login_lookup($1)",
-            &[&email],
-        )
-        .await?
+        conn.query_opt("SELECT user_id, role, password_hash, usable FROM portal_login_lookup($1)", &[&email]).await?
     };
     let stored = account.as_ref().and_then(|row| row.get::<_, Option<String>>("password_hash"));
     let matches = password::verify(attempt.password, stored).await?;
@@ -94,17 +85,13 @@ pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Res
 
     let conn = db.unscoped().await?;
     let Some(row) = account else {
-        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &attempt.ip])
-            .await?;
+        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &attempt.ip]).await?;
         return Ok(None);
     };
     let user_id: Uuid = row.get("user_id");
     let role = Role::parse(row.get("role"));
-    let (idle, absolute) = if attempt.remember {
-        (lifetimes.remember, lifetimes.remember)
-    } else {
-        (lifetimes.idle, lifetimes.absolute)
-    };
+    let (idle, absolute) =
+        if attempt.remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
     let token = random_token();
     conn.query_one(
         "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -162,17 +149,14 @@ pub async fn resolve(db: &Db, token: &str) -> Result<Option<Viewer>, AuthError> 
 /// Ends the session server-side: the token is dead even if the cookie survives.
 pub async fn sign_out(db: &Db, token: &str, ip: Option<IpAddr>) -> Result<(), AuthError> {
     let conn = db.unscoped().await?;
-    conn.query_one("SELECT portal_session_end($1, $2)", &[&token_hash(token), &ip])
-        .await?;
+    conn.query_one("SELECT portal_session_end($1, $2)", &[&token_hash(token), &ip]).await?;
     Ok(())
 }
 
 /// Deletes expired sessions; returns how many.
 pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
     let conn = db.unscoped().await?;
-    let row = conn
-        .query_one("SELECT portal_sessions_sweep()", &[])
-        .await?;
+    let row = conn.query_one("SELECT portal_sessions_sweep()", &[]).await?;
     Ok(row.get(0))
 }
 

@@ -38,14 +38,7 @@ use tracing::{debug, info, warn};
 /// Debian installs each major version's binaries in `/usr/lib/postgresql/<version>/bin`.
 const PG_ROOT: &str = "/usr/lib/postgresql";
 /// Every binary this module runs; all come with the Debian package `postgresql`.
-const TOOLS: [&str; 6] = [
-    "initdb",
-    "pg_ctl",
-    "postgres",
-    "pg_isready",
-    "psql",
-    "createdb",
-];
+const TOOLS: [&str; 6] = ["initdb", "pg_ctl", "postgres", "pg_isready", "psql", "createdb"];
 /// Where root keeps clusters that the `postgres` user could not reach at the requested place.
 const RELOCATION_ROOT: &str = "/var/lib/portal-pg";
 /// The cluster's superuser and, as root, the system user the binaries run as.
@@ -77,34 +70,18 @@ pub enum ClusterError {
         source: io::Error,
     },
     #[error("`{command}` failed ({status}): {output}")]
-    CommandFailed {
-        command: String,
-        status: ExitStatus,
-        output: String,
-    },
+    CommandFailed { command: String, status: ExitStatus, output: String },
     #[error(
         "PostgreSQL did not start: `{command}` failed ({status}): {output}\n\
          last lines of {log}:\n{log_tail}"
     )]
-    StartFailed {
-        command: String,
-        status: ExitStatus,
-        output: String,
-        log: PathBuf,
-        log_tail: String,
-    },
+    StartFailed { command: String, status: ExitStatus, output: String, log: PathBuf, log_tail: String },
     #[error(
         "the PostgreSQL server of {data} did not accept connections on {socket_dir} port {port} \
          within 30 s (if no server is running there, remove the stale {data}/postmaster.pid)\n\
          last lines of {log}:\n{log_tail}"
     )]
-    NotReady {
-        data: PathBuf,
-        socket_dir: PathBuf,
-        port: u16,
-        log: PathBuf,
-        log_tail: String,
-    },
+    NotReady { data: PathBuf, socket_dir: PathBuf, port: u16, log: PathBuf, log_tail: String },
     #[error("could not {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -159,12 +136,8 @@ impl Cluster {
     /// accepts connections.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         let pg = Pg::prepare().await?;
-        tokio::fs::create_dir_all(&opts.dir)
-            .await
-            .map_err(io_error("create", &opts.dir))?;
-        let requested = tokio::fs::canonicalize(&opts.dir)
-            .await
-            .map_err(io_error("resolve", &opts.dir))?;
+        tokio::fs::create_dir_all(&opts.dir).await.map_err(io_error("create", &opts.dir))?;
+        let requested = tokio::fs::canonicalize(&opts.dir).await.map_err(io_error("resolve", &opts.dir))?;
         if opts.ephemeral {
             if requested.parent().is_none() {
                 return Err(ClusterError::UnsafeDirectory {
@@ -204,15 +177,8 @@ impl Cluster {
                 port = running.port,
                 "PostgreSQL is already running; reusing it"
             );
-            pg.wait_ready(&dir, &running.socket_dir, running.port)
-                .await?;
-            return Ok(Cluster {
-                pg,
-                dir,
-                socket_dir: running.socket_dir,
-                port: running.port,
-                throwaway,
-            });
+            pg.wait_ready(&dir, &running.socket_dir, running.port).await?;
+            return Ok(Cluster { pg, dir, socket_dir: running.socket_dir, port: running.port, throwaway });
         }
 
         if socket_dir != dir {
@@ -222,28 +188,19 @@ impl Cluster {
         let mut port = choose_port(&dir, remember_port).await?;
         pg.take_ownership(&dir).await?;
         let version_file = data.join("PG_VERSION");
-        let initialised = tokio::fs::try_exists(&version_file)
-            .await
-            .map_err(io_error("inspect", &version_file))?;
+        let initialised = tokio::fs::try_exists(&version_file).await.map_err(io_error("inspect", &version_file))?;
         if !initialised {
             pg.initdb(&data, opts.ephemeral).await?;
         }
 
         let mut attempt = 1;
-        while let Err(error) = pg
-            .start_server(&dir, port, &socket_dir, opts.ephemeral)
-            .await
-        {
+        while let Err(error) = pg.start_server(&dir, port, &socket_dir, opts.ephemeral).await {
             // Retry only if someone else bound the port between our check and the postmaster.
-            let port_stolen =
-                !port_is_free(port).await && running_postmaster(&data).await.is_none();
+            let port_stolen = !port_is_free(port).await && running_postmaster(&data).await.is_none();
             if attempt >= START_ATTEMPTS || !port_stolen {
                 return Err(error);
             }
-            warn!(
-                port,
-                "the chosen port was taken while PostgreSQL started; retrying"
-            );
+            warn!(port, "the chosen port was taken while PostgreSQL started; retrying");
             port = new_port(&dir, remember_port).await?;
             attempt += 1;
         }
@@ -253,13 +210,7 @@ impl Cluster {
             port,
             "PostgreSQL is ready"
         );
-        Ok(Cluster {
-            pg,
-            dir,
-            socket_dir,
-            port,
-            throwaway,
-        })
+        Ok(Cluster { pg, dir, socket_dir, port, throwaway })
     }
 
     /// libpq-style key/value connection string for the superuser.
@@ -301,19 +252,9 @@ impl Cluster {
     /// Stops the cluster (fast for durable, immediate for ephemeral) and, for ephemeral
     /// clusters, deletes its directory.
     pub async fn stop(self) -> Result<(), ClusterError> {
-        let mode = if self.throwaway.is_some() {
-            "immediate"
-        } else {
-            "fast"
-        };
+        let mode = if self.throwaway.is_some() { "immediate" } else { "fast" };
         info!(dir = %self.dir.display(), mode, "stopping PostgreSQL");
-        self.pg
-            .tool("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", mode, "-w", "stop"])
-            .run()
-            .await?;
+        self.pg.tool("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["-m", mode, "-w", "stop"]).run().await?;
         // On any error above or below the watchdog stays armed and cleans up when we exit.
         if let Some(throwaway) = self.throwaway {
             for dir in &throwaway.remove {
@@ -343,12 +284,7 @@ impl Cluster {
     async fn database_exists(&self, name: &str) -> Result<bool, ClusterError> {
         // `name` has been validated, so it is safe inside the literal.
         let query = format!("SELECT 1 FROM pg_database WHERE datname = '{name}'");
-        let found = self
-            .client("psql")
-            .args(["-X", "-d", "postgres", "-tAc"])
-            .arg(query)
-            .run()
-            .await?;
+        let found = self.client("psql").args(["-X", "-d", "postgres", "-tAc"]).arg(query).run().await?;
         Ok(found.trim() == "1")
     }
 }
@@ -388,9 +324,7 @@ pub async fn sweep_stale(parent: &Path) {
 }
 
 async fn remove_stale(requested: &Path) -> Result<(), ClusterError> {
-    let requested = tokio::fs::canonicalize(requested)
-        .await
-        .map_err(io_error("resolve", requested))?;
+    let requested = tokio::fs::canonicalize(requested).await.map_err(io_error("resolve", requested))?;
     let mut cluster_dirs = vec![requested.clone()];
     let relocated = relocated_dir(&requested);
     if tokio::fs::try_exists(&relocated).await.unwrap_or(false) {
@@ -440,11 +374,7 @@ impl Pg {
             None if root => install().await?,
             None => return Err(ClusterError::NotInstalled),
         };
-        let run_as = if root {
-            Some(postgres_user().await?)
-        } else {
-            None
-        };
+        let run_as = if root { Some(postgres_user().await?) } else { None };
         debug!(bin = %bin.display(), ?run_as, "using PostgreSQL binaries");
         Ok(Pg { bin, run_as })
     }
@@ -452,9 +382,7 @@ impl Pg {
     /// `program` run as the cluster's user.
     fn as_cluster_user(&self, program: impl AsRef<OsStr>) -> Cmd {
         if self.run_as.is_some() {
-            Cmd::new("runuser")
-                .args(["-u", SUPERUSER, "--"])
-                .arg(program)
+            Cmd::new("runuser").args(["-u", SUPERUSER, "--"]).arg(program)
         } else {
             Cmd::new(program)
         }
@@ -472,14 +400,7 @@ impl Pg {
             return Ok(requested.to_path_buf());
         }
         let parent = requested.parent().unwrap_or(requested);
-        let reachable = self
-            .as_cluster_user("test")
-            .arg("-x")
-            .arg(parent)
-            .output()
-            .await?
-            .status
-            .success();
+        let reachable = self.as_cluster_user("test").arg("-x").arg(parent).output().await?.status.success();
         if reachable {
             return Ok(requested.to_path_buf());
         }
@@ -490,14 +411,10 @@ impl Pg {
             "the postgres user cannot reach the requested directory; keeping the cluster here instead"
         );
         let root = Path::new(RELOCATION_ROOT);
-        tokio::fs::create_dir_all(root)
-            .await
-            .map_err(io_error("create", root))?;
+        tokio::fs::create_dir_all(root).await.map_err(io_error("create", root))?;
         // Traversable by the postgres user whatever root's umask.
         set_mode(root, 0o755).await?;
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(io_error("create", &dir))?;
+        tokio::fs::create_dir_all(&dir).await.map_err(io_error("create", &dir))?;
         Ok(dir)
     }
 
@@ -509,9 +426,7 @@ impl Pg {
             Err(error) => return Err(io_error("create", path)(error)),
         }
         // The name is predictable, so another user could have created it first.
-        let metadata = tokio::fs::symlink_metadata(path)
-            .await
-            .map_err(io_error("inspect", path))?;
+        let metadata = tokio::fs::symlink_metadata(path).await.map_err(io_error("inspect", path))?;
         let me = Uid::effective().as_raw();
         let owner = self.run_as.unwrap_or(me);
         if !metadata.is_dir() || (metadata.uid() != me && metadata.uid() != owner) {
@@ -521,11 +436,7 @@ impl Pg {
             });
         }
         if self.run_as.is_some() {
-            Cmd::new("chown")
-                .arg(format!("{SUPERUSER}:{SUPERUSER}"))
-                .arg(path)
-                .run()
-                .await?;
+            Cmd::new("chown").arg(format!("{SUPERUSER}:{SUPERUSER}")).arg(path).run().await?;
         }
         set_mode(path, 0o700).await
     }
@@ -534,11 +445,7 @@ impl Pg {
     /// live in it).
     async fn take_ownership(&self, dir: &Path) -> Result<(), ClusterError> {
         if self.run_as.is_some() {
-            Cmd::new("chown")
-                .args(["-R", &format!("{SUPERUSER}:{SUPERUSER}")])
-                .arg(dir)
-                .run()
-                .await?;
+            Cmd::new("chown").args(["-R", &format!("{SUPERUSER}:{SUPERUSER}")]).arg(dir).run().await?;
         }
         set_mode(dir, 0o700).await
     }
@@ -588,36 +495,18 @@ impl Pg {
         info!(dir = %dir.display(), port, "starting PostgreSQL");
         match pg_ctl.run().await {
             Ok(_) => Ok(()),
-            Err(ClusterError::CommandFailed {
-                command,
-                status,
-                output,
-            }) => Err(ClusterError::StartFailed {
-                command,
-                status,
-                output,
-                log_tail: log_tail(&log).await,
-                log,
-            }),
+            Err(ClusterError::CommandFailed { command, status, output }) => {
+                Err(ClusterError::StartFailed { command, status, output, log_tail: log_tail(&log).await, log })
+            }
             Err(error) => Err(error),
         }
     }
 
     /// Polls `pg_isready` until the server accepts connections.
-    async fn wait_ready(
-        &self,
-        dir: &Path,
-        socket_dir: &Path,
-        port: u16,
-    ) -> Result<(), ClusterError> {
+    async fn wait_ready(&self, dir: &Path, socket_dir: &Path, port: u16) -> Result<(), ClusterError> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let pg_isready = self
-            .tool("pg_isready")
-            .arg("-h")
-            .arg(socket_dir)
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-t", "1"]);
+        let pg_isready =
+            self.tool("pg_isready").arg("-h").arg(socket_dir).arg("-p").arg(port.to_string()).args(["-t", "1"]);
         loop {
             let output = pg_isready.output().await?;
             match output.status.code() {
@@ -691,17 +580,11 @@ async fn install() -> Result<PathBuf, ClusterError> {
         ])
         .run()
         .await?;
-    let bin = find_binaries()
-        .await
-        .ok_or(ClusterError::InstallIncomplete)?;
+    let bin = find_binaries().await.ok_or(ClusterError::InstallIncomplete)?;
     // The package creates and starts a default cluster ("<version> main" on port 5432) that we do
     // not use. Nothing of it can have been running before, as there were no binaries; stop it.
     if let Some(version) = bin.parent().and_then(Path::file_name)
-        && let Err(error) = Cmd::new("pg_ctlcluster")
-            .arg(version)
-            .args(["main", "stop"])
-            .run()
-            .await
+        && let Err(error) = Cmd::new("pg_ctlcluster").arg(version).args(["main", "stop"]).run().await
     {
         debug!(%error, "could not stop the package's default cluster");
     }
@@ -728,10 +611,7 @@ async fn postgres_user() -> Result<u32, ClusterError> {
             .await?;
     }
     let uid = lookup.run().await?;
-    uid.trim().parse().map_err(|_| ClusterError::Unexpected {
-        what: "output of `id -u postgres`",
-        found: uid,
-    })
+    uid.trim().parse().map_err(|_| ClusterError::Unexpected { what: "output of `id -u postgres`", found: uid })
 }
 
 /// The socket directory for a cluster in `cluster_dir`: the directory itself if the socket path
@@ -767,36 +647,24 @@ async fn choose_port(dir: &Path, remember: bool) -> Result<u16, ClusterError> {
         if port_is_free(port).await {
             return Ok(port);
         }
-        info!(
-            port,
-            "the remembered PostgreSQL port is taken; choosing another"
-        );
+        info!(port, "the remembered PostgreSQL port is taken; choosing another");
     }
     new_port(dir, remember).await
 }
 
 async fn new_port(dir: &Path, remember: bool) -> Result<u16, ClusterError> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(ClusterError::NoFreePort)?;
-    let port = listener
-        .local_addr()
-        .map_err(ClusterError::NoFreePort)?
-        .port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(ClusterError::NoFreePort)?;
+    let port = listener.local_addr().map_err(ClusterError::NoFreePort)?.port();
     drop(listener);
     if remember {
         let file = dir.join("port");
-        tokio::fs::write(&file, format!("{port}\n"))
-            .await
-            .map_err(io_error("write", &file))?;
+        tokio::fs::write(&file, format!("{port}\n")).await.map_err(io_error("write", &file))?;
     }
     Ok(port)
 }
 
 async fn port_is_free(port: u16) -> bool {
-    tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .is_ok()
+    tokio::net::TcpListener::bind(("127.0.0.1", port)).await.is_ok()
 }
 
 /// What `<data>/postmaster.pid` says about a running server.
@@ -813,29 +681,22 @@ fn parse_postmaster_pid(text: &str) -> Option<Postmaster> {
     let pid = parse_pid(lines.next()?)?;
     let port = lines.nth(2)?.trim().parse().ok()?;
     let socket_dir = lines.next()?.trim();
-    (!socket_dir.is_empty()).then(|| Postmaster {
-        pid,
-        port,
-        socket_dir: PathBuf::from(socket_dir),
-    })
+    (!socket_dir.is_empty()).then(|| Postmaster { pid, port, socket_dir: PathBuf::from(socket_dir) })
 }
 
 /// The postmaster serving `data`, if one is running. Besides `kill(pid, 0)`, its command line
 /// must name `data`: after a reboot or container restart a stale pid file's pid may belong to an
 /// unrelated process.
 async fn running_postmaster(data: &Path) -> Option<Postmaster> {
-    let text = tokio::fs::read_to_string(data.join("postmaster.pid"))
-        .await
-        .ok()?;
+    let text = tokio::fs::read_to_string(data.join("postmaster.pid")).await.ok()?;
     let postmaster = parse_postmaster_pid(&text)?;
     if !process_alive(postmaster.pid) {
         return None;
     }
     match tokio::fs::read(format!("/proc/{}/cmdline", postmaster.pid)).await {
-        Ok(cmdline) => cmdline
-            .split(|&byte| byte == 0)
-            .any(|arg| arg == data.as_os_str().as_bytes())
-            .then_some(postmaster),
+        Ok(cmdline) => {
+            cmdline.split(|&byte| byte == 0).any(|arg| arg == data.as_os_str().as_bytes()).then_some(postmaster)
+        }
         // No way to tell; go by the pid alone like pg_ctl does.
         Err(_) => Some(postmaster),
     }
@@ -859,20 +720,9 @@ fn process_alive(pid: i32) -> bool {
 /// Starts a detached shell that, once process `owner` is gone, stops the cluster and deletes
 /// `remove`: test processes get killed, and a cluster in a static never sees a destructor.
 /// Returns the watchdog's process group.
-fn spawn_watchdog(
-    owner: u32,
-    pg: &Pg,
-    data: &Path,
-    remove: &[PathBuf],
-) -> Result<Option<i32>, ClusterError> {
-    let stop = pg
-        .tool("pg_ctl")
-        .arg("-D")
-        .arg(data)
-        .args(["-m", "immediate", "-w", "stop"]);
-    let mut script = OsString::from(format!(
-        "while kill -0 {owner} 2>/dev/null; do sleep 1; done\n"
-    ));
+fn spawn_watchdog(owner: u32, pg: &Pg, data: &Path, remove: &[PathBuf]) -> Result<Option<i32>, ClusterError> {
+    let stop = pg.tool("pg_ctl").arg("-D").arg(data).args(["-m", "immediate", "-w", "stop"]);
+    let mut script = OsString::from(format!("while kill -0 {owner} 2>/dev/null; do sleep 1; done\n"));
     script.push(stop.shell_line());
     script.push(" >/dev/null 2>&1\nrm -rf");
     for dir in remove {
@@ -889,10 +739,7 @@ fn spawn_watchdog(
         // Its own process group, so Ctrl-C (sent to the test's group) leaves it alive.
         .process_group(0)
         .spawn()
-        .map_err(|source| ClusterError::Spawn {
-            command: watchdog.display(),
-            source,
-        })?;
+        .map_err(|source| ClusterError::Spawn { command: watchdog.display(), source })?;
     // Deliberately not awaited: it must outlive us. Tokio reaps it should it exit first.
     Ok(child.id().and_then(|id| i32::try_from(id).ok()))
 }
@@ -926,34 +773,20 @@ async fn log_tail(log: &Path) -> String {
 /// ^[a-z_][a-z0-9_]*$, at most 63 bytes (longer names are silently truncated by PostgreSQL).
 fn is_valid_database_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    first_ok
-        && name.len() <= 63
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    first_ok && name.len() <= 63 && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A value for a libpq key/value connection string, quoted when needed.
 fn conninfo_value(value: &str) -> String {
-    let plain = !value.is_empty()
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || c == '\'' || c == '\\');
-    if plain {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
+    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\');
+    if plain { value.to_owned() } else { format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'")) }
 }
 
 /// `word` as a single POSIX shell word.
 fn shell_quote(word: &OsStr) -> OsString {
     let bytes = word.as_bytes();
-    let plain = !bytes.is_empty()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@%".contains(b));
+    let plain = !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@%".contains(b));
     if plain {
         return word.to_os_string();
     }
@@ -978,20 +811,14 @@ async fn set_mode(path: &Path, mode: u32) -> Result<(), ClusterError> {
 /// Deletes a directory tree; already gone is fine.
 async fn remove_dir(path: &Path) -> Result<(), ClusterError> {
     match tokio::fs::remove_dir_all(path).await {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => {
-            Err(io_error("remove", path)(error))
-        }
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path)(error)),
         _ => Ok(()),
     }
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ClusterError {
     let path = path.to_path_buf();
-    move |source| ClusterError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| ClusterError::Io { action, path, source }
 }
 
 /// What a failed command said: its stderr, or its stdout if stderr is empty.
@@ -1012,10 +839,7 @@ struct Cmd {
 
 impl Cmd {
     fn new(program: impl AsRef<OsStr>) -> Self {
-        Cmd {
-            program: program.as_ref().to_os_string(),
-            args: Vec::new(),
-        }
+        Cmd { program: program.as_ref().to_os_string(), args: Vec::new() }
     }
 
     fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -1064,13 +888,7 @@ impl Cmd {
 
     async fn output(&self) -> Result<Output, ClusterError> {
         debug!(command = %self.display(), "running");
-        self.command()
-            .output()
-            .await
-            .map_err(|source| ClusterError::Spawn {
-                command: self.display(),
-                source,
-            })
+        self.command().output().await.map_err(|source| ClusterError::Spawn { command: self.display(), source })
     }
 
     /// Runs to completion; a non-zero exit is an error. Returns stdout.
@@ -1096,14 +914,8 @@ mod tests {
 
     /// A fresh, not yet existing directory under /tmp.
     fn scratch_dir(tag: &str) -> PathBuf {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        PathBuf::from(format!(
-            "/tmp/portal-cluster-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ))
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        PathBuf::from(format!("/tmp/portal-cluster-test-{tag}-{}-{nanos}", std::process::id()))
     }
 
     async fn wait_until_gone(path: &Path) -> bool {
@@ -1121,16 +933,7 @@ mod tests {
         for good in ["portal", "portal_probe", "_x", "a1_2", &"a".repeat(63)] {
             assert!(is_valid_database_name(good), "{good}");
         }
-        for bad in [
-            "",
-            "1abc",
-            "Portal",
-            "por-tal",
-            "a b",
-            "x'; DROP DATABASE y; --",
-            "é",
-            &"a".repeat(64),
-        ] {
+        for bad in ["", "1abc", "Portal", "por-tal", "a b", "x'; DROP DATABASE y; --", "é", &"a".repeat(64)] {
             assert!(!is_valid_database_name(bad), "{bad}");
         }
     }
@@ -1167,15 +970,10 @@ mod tests {
 
     #[test]
     fn postmaster_pid_file() {
-        let text =
-            "5478\n/tmp/pgt/data\n1795537312\n54329\n/tmp/pgt\n127.0.0.1\n 10010785 4\nready   \n";
+        let text = "5478\n/tmp/pgt/data\n1795537312\n54329\n/tmp/pgt\n127.0.0.1\n 10010785 4\nready   \n";
         assert_eq!(
             parse_postmaster_pid(text),
-            Some(Postmaster {
-                pid: 5478,
-                port: 54329,
-                socket_dir: PathBuf::from("/tmp/pgt"),
-            })
+            Some(Postmaster { pid: 5478, port: 54329, socket_dir: PathBuf::from("/tmp/pgt") })
         );
         assert_eq!(parse_postmaster_pid("5478\n/tmp/pgt/data\n"), None);
         assert_eq!(parse_postmaster_pid("0\na\nb\n1\n/tmp\n"), None);
@@ -1187,25 +985,13 @@ mod tests {
     #[tokio::test]
     async fn ephemeral_cluster_lifecycle() {
         let dir = scratch_dir("ephemeral");
-        let cluster = Cluster::start(ClusterOptions {
-            dir: dir.clone(),
-            ephemeral: true,
-        })
-        .await
-        .unwrap();
+        let cluster = Cluster::start(ClusterOptions { dir: dir.clone(), ephemeral: true }).await.unwrap();
         cluster.ensure_database("portal_probe").await.unwrap();
         cluster.ensure_database("portal_probe").await.unwrap();
-        assert!(matches!(
-            cluster.ensure_database("bad-name").await,
-            Err(ClusterError::InvalidDatabaseName(_))
-        ));
+        assert!(matches!(cluster.ensure_database("bad-name").await, Err(ClusterError::InvalidDatabaseName(_))));
 
-        let (client, connection) = tokio_postgres::connect(
-            &cluster.connection_string("portal_probe"),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
+        let (client, connection) =
+            tokio_postgres::connect(&cluster.connection_string("portal_probe"), tokio_postgres::NoTls).await.unwrap();
         let connection = tokio::spawn(connection);
         let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
         assert_eq!(one, 1);
@@ -1219,10 +1005,7 @@ mod tests {
     #[tokio::test]
     async fn durable_cluster_keeps_its_port_and_data() {
         let dir = scratch_dir("durable");
-        let opts = ClusterOptions {
-            dir: dir.clone(),
-            ephemeral: false,
-        };
+        let opts = ClusterOptions { dir: dir.clone(), ephemeral: false };
         let first = Cluster::start(opts.clone()).await.unwrap();
         first.ensure_database("portal_keep").await.unwrap();
         let port = first.port();
@@ -1248,23 +1031,10 @@ mod tests {
             return;
         }
         let private = scratch_dir("private");
-        tokio::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&private)
-            .await
-            .unwrap();
+        tokio::fs::DirBuilder::new().mode(0o700).create(&private).await.unwrap();
         let requested = private.join("pg");
-        let cluster = Cluster::start(ClusterOptions {
-            dir: requested.clone(),
-            ephemeral: true,
-        })
-        .await
-        .unwrap();
-        assert!(
-            cluster.dir.starts_with(RELOCATION_ROOT),
-            "{:?}",
-            cluster.dir
-        );
+        let cluster = Cluster::start(ClusterOptions { dir: requested.clone(), ephemeral: true }).await.unwrap();
+        assert!(cluster.dir.starts_with(RELOCATION_ROOT), "{:?}", cluster.dir);
         let relocated = cluster.dir.clone();
         cluster.ensure_database("portal_probe").await.unwrap();
         cluster.stop().await.unwrap();
@@ -1279,17 +1049,8 @@ mod tests {
         tokio::fs::create_dir_all(dir.join("data")).await.unwrap();
         let mut owner = Command::new("sleep").arg("1").spawn().unwrap();
         // No binaries needed: the watchdog ignores a failing stop and still deletes.
-        let pg = Pg {
-            bin: PathBuf::from("/nonexistent"),
-            run_as: None,
-        };
-        spawn_watchdog(
-            owner.id().unwrap(),
-            &pg,
-            &dir.join("data"),
-            std::slice::from_ref(&dir),
-        )
-        .unwrap();
+        let pg = Pg { bin: PathBuf::from("/nonexistent"), run_as: None };
+        spawn_watchdog(owner.id().unwrap(), &pg, &dir.join("data"), std::slice::from_ref(&dir)).unwrap();
         assert!(dir.exists());
         // Reaped, so that `kill -0` stops finding it.
         owner.wait().await.unwrap();
@@ -1309,12 +1070,8 @@ mod tests {
         for dir in [&dead, &alive, &unowned] {
             tokio::fs::create_dir_all(dir.join("data")).await.unwrap();
         }
-        tokio::fs::write(dead.join("owner.pid"), format!("{dead_pid}\n"))
-            .await
-            .unwrap();
-        tokio::fs::write(alive.join("owner.pid"), format!("{}\n", std::process::id()))
-            .await
-            .unwrap();
+        tokio::fs::write(dead.join("owner.pid"), format!("{dead_pid}\n")).await.unwrap();
+        tokio::fs::write(alive.join("owner.pid"), format!("{}\n", std::process::id())).await.unwrap();
 
         sweep_stale(&parent).await;
         assert!(!dead.exists());

@@ -68,11 +68,10 @@ impl CustomizeConnection<tokio_postgres::Client, tokio_postgres::Error> for AppR
     fn on_acquire<'a>(
         &'a self,
         conn: &'a mut tokio_postgres::Client,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>
-    {
-        Box::pin(async move {
-            conn.batch_execute(&format!("SET ROLE {APP_ROLE}; SET application_name = 'portal'")).await
-        })
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
+        Box::pin(
+            async move { conn.batch_execute(&format!("SET ROLE {APP_ROLE}; SET application_name = 'portal'")).await },
+        )
     }
 }
 

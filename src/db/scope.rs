@@ -14,9 +14,14 @@ use uuid::Uuid;
 use super::{DbError, Manager, Pool, STAFF_ROLE};
 
 pub(crate) enum Kind {
-    Customer { customer_id: Uuid, user_id: Uuid },
+    Customer {
+        customer_id: Uuid,
+        user_id: Uuid,
+    },
     /// Staff sessions, and staff jobs run from the command line (no user).
-    Staff { user_id: Option<Uuid> },
+    Staff {
+        user_id: Option<Uuid>,
+    },
 }
 
 pub struct Scope {

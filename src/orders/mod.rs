@@ -182,10 +182,11 @@ async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse
     let row = find(&cx.db, id).await?.ok_or(AppError::NotFound)?;
     let order = OrderRow::from_row(&row);
     let workflow: Uuid = row.get("workflow_id");
-    let tracking = match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
-        (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
-        _ => None,
-    };
+    let tracking =
+        match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
+            (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
+            _ => None,
+        };
     let steps = cx
         .db
         .query("SELECT name, position FROM workflow_stages WHERE workflow_id = $1 ORDER BY position", &[&workflow])
@@ -211,7 +212,11 @@ async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse
         )
         .await?
         .iter()
-        .map(|h| TimelineEntry { stage: h.get("stage_name"), note: h.get("customer_note"), reached_at: h.get("reached_at") })
+        .map(|h| TimelineEntry {
+            stage: h.get("stage_name"),
+            note: h.get("customer_note"),
+            reached_at: h.get("reached_at"),
+        })
         .collect();
     let invoices = cx
         .db

@@ -88,7 +88,11 @@ async fn overview(cx: StaffScope) -> Result<HttpResponse, AppError> {
         })
         .collect();
     cx.db.commit().await?;
-    html(Overview { shell: Shell::page(&cx.viewer, "Back office", Section::StaffOverview, cx.flash), customers, activity })
+    html(Overview {
+        shell: Shell::page(&cx.viewer, "Back office", Section::StaffOverview, cx.flash),
+        customers,
+        activity,
+    })
 }
 
 #[derive(TemplateSimple)]
@@ -99,8 +103,7 @@ struct Customers {
 }
 
 async fn customers(cx: StaffScope) -> Result<HttpResponse, AppError> {
-    let customers =
-        cx.db.query(&format!("{SUMMARY} ORDER BY c.name"), &[]).await?.iter().map(summary).collect();
+    let customers = cx.db.query(&format!("{SUMMARY} ORDER BY c.name"), &[]).await?.iter().map(summary).collect();
     cx.db.commit().await?;
     html(Customers { shell: Shell::page(&cx.viewer, "Customers", Section::StaffCustomers, cx.flash), customers })
 }

@@ -121,25 +121,17 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
 /// object (under `/api/`), with the request id to quote to support.
 pub fn error_pages<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let status = res.status();
-    let already_has_body = res
-        .response()
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some();
+    let already_has_body = res.response().headers().get(header::CONTENT_TYPE).is_some();
     if !(status.is_client_error() || status.is_server_error()) || already_has_body {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-    let request_id = res
-        .request()
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.to_string())
-        .unwrap_or_default();
+    let request_id = res.request().extensions().get::<RequestId>().map(|id| id.to_string()).unwrap_or_default();
     let (heading, message) = describe(status);
     let is_api = res.request().path().starts_with("/api/");
     let (req, mut response) = res.into_parts();
     let (content_type, body) = if is_api {
-        let body = serde_json::json!({ "error": { "status": status.as_u16(), "message": heading, "request_id": request_id } });
+        let body =
+            serde_json::json!({ "error": { "status": status.as_u16(), "message": heading, "request_id": request_id } });
         ("application/json", body.to_string())
     } else {
         let page = ErrorPage {
@@ -152,9 +144,7 @@ pub fn error_pages<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
         let html = page.render_once().unwrap_or_else(|_| heading.to_owned());
         ("text/html; charset=utf-8", html)
     };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let response = response.set_body(BoxBody::new(body));
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
 }

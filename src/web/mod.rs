@@ -42,8 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // .configure(crate::reports::routes)
         // .configure(crate::activity::routes)
         // .configure(crate::accounts::routes)
-        .configure(crate::staff::routes)
-        ;
+        .configure(crate::staff::routes);
 }
 
 /// Builds the actix `App` with every middleware, in the order they must run.
@@ -91,17 +90,12 @@ async fn request_id_header(
 
 /// Renders a page.
 pub fn html(page: impl TemplateSimple) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .body(page.render_once()?))
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
 }
 
 /// Redirects after a successful form (303, so a reload does not resubmit) with a message for the next page.
 pub fn redirect_with_flash(state: &AppState, to: &str, flash: Flash) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .cookie(state.cookies.flash(&flash))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).cookie(state.cookies.flash(&flash)).finish()
 }
 
 pub fn encode_query_value(value: &str) -> String {

@@ -77,10 +77,8 @@ const CUSTOMER_NAV: &[(Section, &str, &str)] = &[
     (Section::Settings, "/settings", "Settings"),
 ];
 
-const STAFF_NAV: &[(Section, &str, &str)] = &[
-    (Section::StaffOverview, "/staff", "Overview"),
-    (Section::StaffCustomers, "/staff/customers", "Customers"),
-];
+const STAFF_NAV: &[(Section, &str, &str)] =
+    &[(Section::StaffOverview, "/staff", "Overview"), (Section::StaffCustomers, "/staff/customers", "Customers")];
 
 pub struct NavLink {
     pub href: &'static str,
@@ -119,10 +117,7 @@ impl Shell {
         } else {
             (CUSTOMER_NAV, "/", viewer.customer.as_ref().map(|c| c.name.clone()).unwrap_or_default())
         };
-        let links = entries
-            .iter()
-            .map(|&(s, href, label)| NavLink { href, label, current: s == section })
-            .collect();
+        let links = entries.iter().map(|&(s, href, label)| NavLink { href, label, current: s == section }).collect();
         Shell {
             title: title.into(),
             body_class: if staff { "staff" } else { "" },

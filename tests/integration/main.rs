@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod browser;
 mod pages;
 mod sign_in;
 mod tenancy;
