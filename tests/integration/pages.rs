@@ -2,8 +2,18 @@
 
 use crate::support::spawn_app;
 
-const CUSTOMER_PAGES: &[&str] =
-    &["/", "/orders", "/invoices", "/documents", "/tickets", "/notifications", "/reports", "/activity", "/team", "/settings"];
+const CUSTOMER_PAGES: &[&str] = &[
+    "/",
+    "/orders",
+    "/invoices",
+    "/documents",
+    "/tickets",
+    "/notifications",
+    "/reports",
+    "/activity",
+    "/team",
+    "/settings",
+];
 
 #[tokio::test]
 async fn every_customer_page_renders_inside_the_shell() {
@@ -24,9 +34,8 @@ async fn pages_carry_the_security_headers() {
     let alice = app.signed_in("alice@acme.example").await;
     for path in ["/", "/login", "/no-such-page"] {
         let response = alice.get(path).await;
-        let header = |name: &str| {
-            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-        };
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let csp = header("content-security-policy");
         assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
@@ -45,7 +54,10 @@ async fn unknown_pages_get_a_helpful_404_page() {
     let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let html = response.text().await.unwrap();
     assert!(html.contains("Page not found"));
-    assert!(html.contains(&format!("Reference: <span class=\"mono\">{request_id}</span>")), "the page quotes the request id");
+    assert!(
+        html.contains(&format!("Reference: <span class=\"mono\">{request_id}</span>")),
+        "the page quotes the request id"
+    );
 }
 
 #[tokio::test]

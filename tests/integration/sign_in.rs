@@ -181,7 +181,8 @@ async fn signing_out_ends_the_session_on_the_server() {
 async fn every_sign_in_issues_a_new_token_and_ends_the_session_it_replaces() {
     let app = spawn_app().await;
     let client = app.client();
-    let first = cookie_value(&set_cookie(&client.sign_in("alice@acme.example", PASSWORD).await, "portal_session").unwrap());
+    let first =
+        cookie_value(&set_cookie(&client.sign_in("alice@acme.example", PASSWORD).await, "portal_session").unwrap());
     // Signing in again over a live session (another account, say) replaces it.
     let token = client.csrf_token("/").await;
     let again = client
@@ -234,7 +235,11 @@ async fn remember_me_makes_a_lasting_cookie() {
 async fn a_disabled_account_is_shut_out_at_once() {
     let app = spawn_app().await;
     let dave = app.signed_in("dave@acme.example").await;
-    app.sql().await.execute("UPDATE users SET disabled_at = now() WHERE email = 'dave@acme.example'", &[]).await.unwrap();
+    app.sql()
+        .await
+        .execute("UPDATE users SET disabled_at = now() WHERE email = 'dave@acme.example'", &[])
+        .await
+        .unwrap();
     assert_eq!(dave.get("/").await.status(), 303, "the open session stops working");
     assert_eq!(app.client().sign_in("dave@acme.example", PASSWORD).await.status(), 401);
 }
@@ -258,7 +263,10 @@ async fn after_sign_in_the_user_returns_to_the_page_asked_for_but_never_off_site
         let client = app.client();
         let token = client.csrf_token("/login").await;
         let response = client
-            .post_form("/login", &[("csrf_token", &token), ("email", "alice@acme.example"), ("password", PASSWORD), ("next", next)])
+            .post_form(
+                "/login",
+                &[("csrf_token", &token), ("email", "alice@acme.example"), ("password", PASSWORD), ("next", next)],
+            )
             .await;
         assert_eq!(location(&response), expected, "next={next}");
     }

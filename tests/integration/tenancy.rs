@@ -1,6 +1,6 @@
 //! No customer ever sees another customer's data: proofs in the database itself and over HTTP.
 
-use crate::support::{spawn_app, location};
+use crate::support::{location, spawn_app};
 
 /// Every table that holds a customer's rows, with its customer column.
 const CUSTOMER_TABLES: &[&str] = &[
@@ -18,6 +18,12 @@ const CUSTOMER_TABLES: &[&str] = &[
     "events",
 ];
 
+/// Opens a transaction scoped to `customer`, exactly as the portal's `Scope` does.
+async fn begin_customer_scope(db: &tokio_postgres::Client, customer: uuid::Uuid) {
+    db.batch_execute("BEGIN").await.unwrap();
+    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&customer.to_string()]).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_customer_scope_sees_only_its_own_rows_in_every_table() {
     let app = spawn_app().await;
@@ -25,8 +31,7 @@ async fn a_customer_scope_sees_only_its_own_rows_in_every_table() {
     let owner = app.sql().await;
     let db = app.app_role_sql().await;
     for table in CUSTOMER_TABLES {
-        db.batch_execute("BEGIN").await.unwrap();
-        db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+        begin_customer_scope(&db, acme).await;
         // No WHERE clause: row-level security alone decides.
         let seen: Vec<Option<uuid::Uuid>> = db
             .query(&format!("SELECT customer_id FROM {table}"), &[])
@@ -68,27 +73,23 @@ async fn writes_to_another_customers_rows_change_nothing() {
     let globex = app.customer_id("globex").await;
     let globex_order = app.order_id("SHP-2207").await;
     let db = app.app_role_sql().await;
-    db.batch_execute("BEGIN").await.unwrap();
-    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    begin_customer_scope(&db, acme).await;
     let updated = db.execute("UPDATE orders SET title = 'hijacked' WHERE id = $1", &[&globex_order]).await.unwrap();
     let deleted = db.execute("DELETE FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap();
     db.batch_execute("COMMIT").await.unwrap();
     assert_eq!((updated, deleted), (0, 0));
 
     // Nor can a row be created for, or moved to, another customer.
-    db.batch_execute("BEGIN").await.unwrap();
-    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    begin_customer_scope(&db, acme).await;
     let planted = db
-        .execute(
-            "INSERT INTO activity_log (customer_id, actor_label, action) VALUES ($1, 'x', 'planted')",
-            &[&globex],
-        )
+        .execute("INSERT INTO activity_log (customer_id, actor_label, action) VALUES ($1, 'x', 'planted')", &[&globex])
         .await;
     assert!(planted.is_err(), "inserting a row for another customer must be refused");
     db.batch_execute("ROLLBACK").await.unwrap();
 
     let owner = app.sql().await;
-    let title: String = owner.query_one("SELECT title FROM orders WHERE id = $1", &[&globex_order]).await.unwrap().get(0);
+    let title: String =
+        owner.query_one("SELECT title FROM orders WHERE id = $1", &[&globex_order]).await.unwrap().get(0);
     assert_eq!(title, "Hamburg → Milan, refrigerated");
     let invoices: i64 =
         owner.query_one("SELECT count(*) FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap().get(0);
@@ -100,8 +101,7 @@ async fn internal_notes_are_out_of_reach_of_customer_requests() {
     let app = spawn_app().await;
     let acme = app.customer_id("acme").await;
     let db = app.app_role_sql().await;
-    db.batch_execute("BEGIN").await.unwrap();
-    db.execute("SELECT set_config('portal.customer_id', $1, true)", &[&acme.to_string()]).await.unwrap();
+    begin_customer_scope(&db, acme).await;
     let err = db.query("SELECT note FROM order_internal_notes", &[]).await.unwrap_err();
     assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{err}");
 }
@@ -133,7 +133,10 @@ async fn every_table_forces_row_level_security_and_no_app_role_can_bypass_it() {
     assert_eq!(roles.len(), 3);
     for role in roles {
         let name: String = role.get(0);
-        assert!(!role.get::<_, bool>(1) && !role.get::<_, bool>(2) && !role.get::<_, bool>(3), "{name} is too powerful");
+        assert!(
+            !role.get::<_, bool>(1) && !role.get::<_, bool>(2) && !role.get::<_, bool>(3),
+            "{name} is too powerful"
+        );
     }
     // Membership would make one role's policies apply to another.
     let nested: i64 = owner

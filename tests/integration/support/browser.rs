@@ -38,8 +38,7 @@ const FLAGS: [&str; 9] = [
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Browser {
-    /// `None` once closed. chromiumoxide spawns Chromium with `kill_on_drop`,
-    /// so dropping it (say, when a test panics) kills the process.
+    /// `None` once closed.
     inner: Option<chromiumoxide::Browser>,
     handler: tokio::task::JoinHandle<()>,
     profile: PathBuf,
@@ -94,24 +93,59 @@ impl Browser {
 
     /// Closes Chromium, waits for it to exit and removes its profile.
     pub async fn close(mut self) {
-        let Some(mut inner) = self.inner.take() else { return };
-        let closed = tokio::time::timeout(TIMEOUT, inner.close()).await;
-        if !matches!(closed, Ok(Ok(_))) || tokio::time::timeout(TIMEOUT, inner.wait()).await.is_err() {
-            let _ = inner.kill().await;
+        let Some(inner) = self.inner.as_mut() else { return };
+        let closed = matches!(tokio::time::timeout(TIMEOUT, inner.close()).await, Ok(Ok(_)));
+        if closed && tokio::time::timeout(TIMEOUT, inner.wait()).await.is_ok() {
+            self.inner = None;
+            // The handler ends with the connection; bounded all the same.
+            let _ = tokio::time::timeout(TIMEOUT, &mut self.handler).await;
         }
-        // The handler ends when the connection does; bounded all the same.
-        let _ = tokio::time::timeout(TIMEOUT, &mut self.handler).await;
-        // Drop then removes the profile.
+        // Drop removes the profile (and kills what did not close).
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Kills Chromium if `close` was not reached (a failed test).
-        drop(self.inner.take());
         self.handler.abort();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        // Not closed: a test failed (or closing did). Drop cannot await, and killing only the browser
+        // process (chromiumoxide's kill-on-drop) leaves its helpers running a moment
+        // longer, writing into the profile: kill them all, then wait (bounded).
+        if let Some(child) = self.inner.as_mut().and_then(|inner| inner.get_mut_child())
+            && let Some(pid) = child.inner.id()
+        {
+            for pid in process_tree(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            for _ in 0..100 {
+                if !matches!(child.inner.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        drop(self.inner.take());
+        for _ in 0..50 {
+            match std::fs::remove_dir_all(&self.profile) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => std::thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
     }
+}
+
+/// `pid` and all its descendants (Linux /proc), parents first.
+fn process_tree(pid: u32) -> Vec<i32> {
+    let mut tree = vec![pid.cast_signed()];
+    let mut next = 0;
+    while let Some(&parent) = tree.get(next) {
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).into_iter().flatten().flatten();
+        for task in tasks {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(children.split_whitespace().filter_map(|child| child.parse::<i32>().ok()));
+        }
+        next += 1;
+    }
+    tree
 }
 
 /// A tab. Derefs to chromiumoxide's `Page` for everything else
@@ -149,17 +183,19 @@ impl Recorder {
         while let Some(Some(event)) = self.exceptions.next().now_or_never() {
             let details = &event.exception_details;
             let description = details.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or_default();
-            let url = details.url.as_deref().unwrap_or_default();
-            self.seen.push(format!("uncaught exception: {} {description} ({url})", details.text));
+            self.seen.push(format!("{} {description}{}", details.text, at(details.url.as_deref())));
         }
         while let Some(Some(event)) = self.log.next().now_or_never() {
             let entry = &event.entry;
             if entry.level == LogEntryLevel::Error {
-                let url = entry.url.as_deref().unwrap_or_default();
-                self.seen.push(format!("{} error: {} ({url})", entry.source.as_ref(), entry.text));
+                self.seen.push(format!("{} error: {}{}", entry.source.as_ref(), entry.text, at(entry.url.as_deref())));
             }
         }
     }
+}
+
+fn at(url: Option<&str>) -> String {
+    url.filter(|url| !url.is_empty()).map(|url| format!(" (at {url})")).unwrap_or_default()
 }
 
 impl Deref for Page {

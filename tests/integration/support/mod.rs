@@ -95,7 +95,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("test database cloned from the template");
     let db_url = cluster.connection_string(&name);
-    let mut config = Config { addr: "127.0.0.1:0".parse().expect("address"), workers: 1, db_pool_size: 4, ..Config::default() };
+    let mut config =
+        Config { addr: "127.0.0.1:0".parse().expect("address"), workers: 1, db_pool_size: 4, ..Config::default() };
     tweak(&mut config);
     let db = portal::db::Db::connect(&db_url, config.db_pool_size).await.expect("app pool");
     let app = portal::Application::build(&config, db).expect("app builds");
@@ -201,10 +202,5 @@ pub fn csrf_in(html: &str) -> Option<String> {
 }
 
 pub fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }

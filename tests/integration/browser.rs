@@ -1,0 +1,95 @@
+//! In a real browser: what HTTP-level tests cannot see (the CSP letting the
+//! page's own CSS and icon through, the stylesheet applying, focus, keyboard).
+
+use crate::support::browser::Browser;
+use crate::support::{PASSWORD, spawn_app};
+
+const ALICE: &str = "alice@acme.example";
+
+#[tokio::test]
+async fn alice_signs_in_and_sees_her_dashboard() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.address)).await;
+
+    page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
+    page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
+    page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_for_path("/").await;
+
+    let heading = page.text("h1").await;
+    assert!(heading.starts_with("Welcome back"), "{heading}");
+    let text = page.text("body").await;
+    assert!(text.contains("Acme Manufacturing"), "{text}");
+    assert!(!text.contains("Globex"), "another customer's data: {text}");
+    // app.css makes the top bar a flex row; a header is a block without it. So the
+    // hashed stylesheet URL resolved and the CSP let it through.
+    let display: String = page.eval("getComputedStyle(document.querySelector('.topbar')).display").await;
+    assert_eq!(display, "flex", "the stylesheet did not apply");
+    // Across both documents: the sign-in page and the dashboard.
+    page.assert_no_problems().await;
+
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_sign_in_form_is_usable_by_keyboard_alone() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.address)).await;
+
+    let focused = "document.activeElement && document.activeElement.id";
+    assert_eq!(page.eval::<String>(focused).await, "email", "the email field should have the focus");
+    page.type_keys(ALICE).await;
+    page.press_key("Tab").await;
+    assert_eq!(page.eval::<String>(focused).await, "password", "Tab should move to the password");
+    page.type_keys(PASSWORD).await;
+    page.press_key("Enter").await;
+    page.wait_for_path("/").await;
+
+    let heading = page.text("h1").await;
+    assert!(heading.starts_with("Welcome back"), "{heading}");
+    page.assert_no_problems().await;
+
+    browser.close().await;
+}
+
+/// The harness's "no problems" would prove nothing if it could not see any.
+#[tokio::test]
+async fn the_browser_harness_reports_what_the_console_would_show() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    page.assert_no_problems().await;
+
+    // Evaluated code is exempt from the CSP, but the inline script it inserts is not.
+    let _: bool = page
+        .eval(
+            "console.error('a console error');
+             setTimeout(() => { throw new Error('an uncaught exception'); });
+             const script = document.createElement('script');
+             script.textContent = 'window.inlineRan = true';
+             document.head.append(script);
+             const img = document.createElement('img');
+             img.src = '/no-such-image.png';
+             document.body.append(img);
+             true",
+        )
+        .await;
+    let expected = ["a console error", "an uncaught exception", "Content Security Policy", "404"];
+    // They arrive asynchronously: look again for a while (bounded), then judge.
+    let mut problems = Vec::new();
+    for _ in 0..100 {
+        problems = page.problems().await;
+        if expected.iter().all(|e| problems.iter().any(|p| p.contains(e))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for e in expected {
+        assert!(problems.iter().any(|p| p.contains(e)), "no problem mentions {e:?} in:\n{}", problems.join("\n"));
+    }
+    assert!(!page.eval::<bool>("window.inlineRan === true").await, "the CSP let an inline script run");
+
+    browser.close().await;
+}
