@@ -4,22 +4,22 @@
 //! HTTP application the tests start, is built here.
 
 pub mod accounts;
-// pub mod activity;
+pub mod activity;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
-// pub mod documents;
+pub mod documents;
 pub mod format;
-// pub mod invoices;
-// pub mod notifications;
+pub mod invoices;
+pub mod notifications;
 pub mod orders;
-// pub mod reports;
+pub mod reports;
 pub mod staff;
 pub mod telemetry;
-// pub mod tickets;
+pub mod tickets;
 pub mod web;
 
 pub use app::Application;

@@ -31,10 +31,10 @@ pub struct Scope {
 
 impl Scope {
     pub(crate) async fn begin(pool: &Pool, kind: Kind) -> Result<Self, DbError> {
-        let conn = pool.get_owned().await?;
-        conn.batch_execute("BEGIN").await?;
-        // From here on, dropping the scope rolls back.
-        let mut scope = Scope { conn: Some(conn), customer_id: None };
+        // The scope exists before BEGIN is sent: if this future is dropped while
+        // BEGIN is in flight (a client hanging up), the drop still rolls back.
+        let mut scope = Scope { conn: Some(pool.get_owned().await?), customer_id: None };
+        scope.batch_execute("BEGIN").await?;
         scope.customer_id = match kind {
             Kind::Customer { customer_id, user_id } => {
                 scope

@@ -35,13 +35,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::auth::pages::routes)
         .configure(crate::dashboard::routes)
         .configure(crate::orders::routes)
-        // .configure(crate::invoices::routes)
-        // .configure(crate::documents::routes)
-        // .configure(crate::tickets::routes)
-        // .configure(crate::notifications::routes)
-        // .configure(crate::reports::routes)
-        // .configure(crate::activity::routes)
-        // .configure(crate::accounts::routes)
+        .configure(crate::invoices::routes)
+        .configure(crate::documents::routes)
+        .configure(crate::tickets::routes)
+        .configure(crate::notifications::routes)
+        .configure(crate::reports::routes)
+        .configure(crate::activity::routes)
+        .configure(crate::accounts::routes)
         .configure(crate::staff::routes);
 }
 

@@ -51,10 +51,13 @@ pub async fn same_origin(
             None => fetch_site != Some("cross-site"),
         };
         if !allowed {
-            return Err(AppError::CrossSite.into());
+            // A response, not an Err: errors skip the outer middleware that adds the
+            // security headers and renders the error page.
+            let refused = req.error_response(AppError::CrossSite);
+            return Ok(refused.map_into_right_body());
         }
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Clears the flash cookie once a page has shown it.

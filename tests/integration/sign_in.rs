@@ -141,6 +141,9 @@ async fn cross_site_posts_are_refused_even_with_a_valid_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+    // Refusals get the same headers and page as everything else.
+    assert!(response.headers().contains_key("content-security-policy"));
+    assert!(response.text().await.unwrap().contains("do that here"));
     let same_site = client
         .http
         .post(client.url("/login"))

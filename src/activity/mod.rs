@@ -1,0 +1,90 @@
+//! The activity log: who did what in the customer's account, newest first.
+
+use actix_web::{HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::web::{AppError, CustomerScope, Section, Shell, html};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/activity", web::get().to(index));
+}
+
+const PAGE_SIZE: i64 = 50;
+
+/// An action as a sentence. Unknown actions show as recorded rather than not at
+/// all: the log must stay complete even before this list catches up.
+pub fn describe(action: &str) -> &str {
+    match action {
+        "auth.sign_in" => "Signed in",
+        "auth.sign_out" => "Signed out",
+        "auth.sign_in_failed" => "Failed sign-in attempt",
+        "document.uploaded" => "Uploaded a document",
+        "ticket.opened" => "Opened a ticket",
+        "customer.created" => "Customer account created",
+        other => other,
+    }
+}
+
+pub struct Entry {
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    page: Option<i64>,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "activity/index.stpl")]
+struct IndexPage {
+    shell: Shell,
+    entries: Vec<Entry>,
+    page: i64,
+    pages: i64,
+}
+
+async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let customer = cx.customer.id;
+    let total: i64 =
+        cx.db.query_one("SELECT count(*) FROM activity_log WHERE customer_id = $1", &[&customer]).await?.get(0);
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    // Entries can be recorded after the fact (imports, other systems), so the
+    // order is by when it happened, not by when it was written.
+    let entries = cx
+        .db
+        .query(
+            "SELECT created_at, actor_label, action, host(ip) AS ip FROM activity_log \
+             WHERE customer_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            &[&customer, &PAGE_SIZE, &((page - 1) * PAGE_SIZE)],
+        )
+        .await?
+        .iter()
+        .map(|r| Entry {
+            at: r.get("created_at"),
+            actor: r.get("actor_label"),
+            action: r.get("action"),
+            ip: r.get("ip"),
+        })
+        .collect();
+    cx.db.commit().await?;
+    html(IndexPage { shell: Shell::page(&cx.viewer, "Activity", Section::Activity, cx.flash), entries, page, pages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn actions_read_as_sentences() {
+        assert_eq!(describe("auth.sign_in"), "Signed in");
+        assert_eq!(describe("auth.sign_in_failed"), "Failed sign-in attempt");
+        assert_eq!(describe("customer.created"), "Customer account created");
+        assert_eq!(describe("order.exported"), "order.exported");
+    }
+}
