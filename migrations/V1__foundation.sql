@@ -277,7 +277,8 @@ CREATE TABLE notifications (
     kind         text NOT NULL CHECK (length(kind) BETWEEN 1 AND 50),
     title        text NOT NULL CHECK (length(btrim(title)) BETWEEN 1 AND 200),
     body         text NOT NULL DEFAULT '',
-    link         text CHECK (link ~ '^/[^/\\]'),
+    -- A path on this portal: browsers drop tabs and newlines, so `/<tab>/evil` would leave the site.
+    link         text CHECK (link ~ '^/[^/\\]' AND link !~ '[[:space:][:cntrl:]\\]'),
     read_at      timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (user_id, customer_id) REFERENCES users (id, customer_id) ON DELETE CASCADE
@@ -343,16 +344,40 @@ BEGIN
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY staff ON %I TO portal_staff USING (true) WITH CHECK (true)', t);
     END LOOP;
-    -- Owned by one customer: a customer user reads and writes only its own rows.
     FOREACH t IN ARRAY ARRAY['users', 'sessions', 'orders', 'order_stage_history', 'invoices', 'invoice_lines',
                              'documents', 'document_versions', 'tickets', 'ticket_messages']
     LOOP
-        EXECUTE format('CREATE POLICY tenant ON %I TO portal_app '
-                       'USING (customer_id = portal_customer()) WITH CHECK (customer_id = portal_customer())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO portal_app, portal_staff', t);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO portal_staff', t);
+    END LOOP;
+    -- Owned by one customer, read-only for its users: what a customer may change
+    -- is granted table by table, when a feature needs it, with a WITH CHECK on
+    -- who writes what.
+    FOREACH t IN ARRAY ARRAY['orders', 'order_stage_history', 'documents', 'document_versions', 'tickets',
+                             'ticket_messages']
+    LOOP
+        EXECUTE format('CREATE POLICY tenant ON %I FOR SELECT TO portal_app USING (customer_id = portal_customer())', t);
+        EXECUTE format('GRANT SELECT ON %I TO portal_app', t);
     END LOOP;
 END
 $$;
+
+-- Colleagues, but never their password hashes.
+CREATE POLICY tenant ON users FOR SELECT TO portal_app USING (customer_id = portal_customer());
+GRANT SELECT (id, customer_id, email, name, role, disabled_at, created_at, updated_at) ON users TO portal_app;
+
+-- A user's own sessions, without the token hash or CSRF token.
+CREATE POLICY own_sessions ON sessions FOR SELECT TO portal_app
+    USING (customer_id = portal_customer() AND user_id = portal_user());
+GRANT SELECT (id, user_id, customer_id, remember, idle_timeout, created_at, last_seen_at, expires_at, ip, user_agent)
+    ON sessions TO portal_app;
+
+-- Draft invoices are the business's work in progress: customers never see them or their lines.
+CREATE POLICY tenant ON invoices FOR SELECT TO portal_app
+    USING (customer_id = portal_customer() AND status <> 'draft');
+CREATE POLICY tenant ON invoice_lines FOR SELECT TO portal_app
+    USING (customer_id = portal_customer()
+           AND EXISTS (SELECT 1 FROM invoices i WHERE i.id = invoice_id AND i.status <> 'draft'));
+GRANT SELECT ON invoices, invoice_lines TO portal_app;
 
 CREATE POLICY own_customer ON customers FOR SELECT TO portal_app USING (id = portal_customer());
 GRANT SELECT ON customers TO portal_app;
@@ -369,16 +394,20 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON workflows, workflow_stages TO portal_sta
 GRANT SELECT, INSERT, UPDATE, DELETE ON order_internal_notes TO portal_staff;
 
 -- Notifications are private to their user, even within one customer.
+-- The only thing a user changes about one is whether it has been read.
 CREATE POLICY own_user ON notifications TO portal_app
     USING (customer_id = portal_customer() AND user_id = portal_user())
-    WITH CHECK (customer_id = portal_customer());
-GRANT SELECT, INSERT, UPDATE, DELETE ON notifications TO portal_app, portal_staff;
+    WITH CHECK (customer_id = portal_customer() AND user_id = portal_user());
+GRANT SELECT, UPDATE (read_at) ON notifications TO portal_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON notifications TO portal_staff;
 
 -- The activity log and the events outbox are append-only.
 CREATE POLICY tenant_read ON activity_log FOR SELECT TO portal_app USING (customer_id = portal_customer());
-CREATE POLICY tenant_append ON activity_log FOR INSERT TO portal_app WITH CHECK (customer_id = portal_customer());
+CREATE POLICY tenant_append ON activity_log FOR INSERT TO portal_app
+    WITH CHECK (customer_id = portal_customer() AND actor_user_id IS NOT DISTINCT FROM portal_user());
 CREATE POLICY tenant_read ON events FOR SELECT TO portal_app USING (customer_id = portal_customer());
-CREATE POLICY tenant_append ON events FOR INSERT TO portal_app WITH CHECK (customer_id = portal_customer());
+CREATE POLICY tenant_append ON events FOR INSERT TO portal_app
+    WITH CHECK (customer_id = portal_customer() AND actor_user_id IS NOT DISTINCT FROM portal_user());
 GRANT SELECT, INSERT ON activity_log, events TO portal_app, portal_staff;
 GRANT USAGE ON SEQUENCE activity_log_id_seq, events_id_seq TO portal_app, portal_staff;
 

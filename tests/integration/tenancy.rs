@@ -71,29 +71,100 @@ async fn writes_to_another_customers_rows_change_nothing() {
     let app = spawn_app().await;
     let acme = app.customer_id("acme").await;
     let globex = app.customer_id("globex").await;
-    let globex_order = app.order_id("SHP-2207").await;
+    let alice: uuid::Uuid =
+        app.sql().await.query_one("SELECT id FROM users WHERE email = 'alice@acme.example'", &[]).await.unwrap().get(0);
     let db = app.app_role_sql().await;
     begin_customer_scope(&db, acme).await;
-    let updated = db.execute("UPDATE orders SET title = 'hijacked' WHERE id = $1", &[&globex_order]).await.unwrap();
-    let deleted = db.execute("DELETE FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap();
-    db.batch_execute("COMMIT").await.unwrap();
-    assert_eq!((updated, deleted), (0, 0));
-
-    // Nor can a row be created for, or moved to, another customer.
-    begin_customer_scope(&db, acme).await;
+    db.execute("SELECT set_config('portal.user_id', $1, true)", &[&alice.to_string()]).await.unwrap();
+    // The one customer-writable column: another customer's rows are simply not there.
+    let marked =
+        db.execute("UPDATE notifications SET read_at = now() WHERE customer_id = $1", &[&globex]).await.unwrap();
+    assert_eq!(marked, 0);
+    // Nor can a row be created for another customer, or in someone else's name.
     let planted = db
         .execute("INSERT INTO activity_log (customer_id, actor_label, action) VALUES ($1, 'x', 'planted')", &[&globex])
         .await;
     assert!(planted.is_err(), "inserting a row for another customer must be refused");
     db.batch_execute("ROLLBACK").await.unwrap();
+    begin_customer_scope(&db, acme).await;
+    db.execute("SELECT set_config('portal.user_id', $1, true)", &[&alice.to_string()]).await.unwrap();
+    let forged = db
+        .execute(
+            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action) \
+             VALUES ($1, (SELECT id FROM users WHERE email = 'dave@acme.example'), 'dave', 'forged')",
+            &[&acme],
+        )
+        .await;
+    assert!(forged.is_err(), "an entry must name its real actor");
+    db.batch_execute("ROLLBACK").await.unwrap();
 
     let owner = app.sql().await;
-    let title: String =
-        owner.query_one("SELECT title FROM orders WHERE id = $1", &[&globex_order]).await.unwrap().get(0);
-    assert_eq!(title, "Hamburg → Milan, refrigerated");
-    let invoices: i64 =
-        owner.query_one("SELECT count(*) FROM invoices WHERE customer_id = $1", &[&globex]).await.unwrap().get(0);
-    assert!(invoices > 0);
+    let unread: i64 = owner
+        .query_one("SELECT count(*) FROM notifications WHERE customer_id = $1 AND read_at IS NULL", &[&globex])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(unread > 0);
+}
+
+#[tokio::test]
+async fn customers_can_change_nothing_they_were_not_given() {
+    let app = spawn_app().await;
+    let acme = app.customer_id("acme").await;
+    let acme_order = app.order_id("ORD-1042").await;
+    let db = app.app_role_sql().await;
+    for statement in [
+        format!("UPDATE orders SET title = 'hijacked' WHERE id = '{acme_order}'"),
+        "UPDATE users SET role = 'customer_admin'".to_owned(),
+        "UPDATE invoices SET status = 'paid'".to_owned(),
+        "DELETE FROM order_stage_history".to_owned(),
+        "INSERT INTO ticket_messages (ticket_id, customer_id, from_staff, body) SELECT id, customer_id, true, 'x' FROM tickets".to_owned(),
+        "SELECT password_hash FROM users".to_owned(),
+        "SELECT token_hash, csrf_token FROM sessions".to_owned(),
+    ] {
+        begin_customer_scope(&db, acme).await;
+        let err = db.execute(&statement, &[]).await.expect_err(&statement);
+        assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{statement}: {err}");
+        db.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn draft_invoices_stay_out_of_customer_view() {
+    let app = spawn_app().await;
+    let owner = app.sql().await;
+    let draft: uuid::Uuid = owner
+        .query_one(
+            "INSERT INTO invoices (customer_id, number, status, issued_on, due_on, total_cents) \
+             SELECT id, 'INV-DRAFT-1', 'draft', current_date, current_date + 30, 123400 FROM customers WHERE slug = 'acme' \
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    owner
+        .execute(
+            "INSERT INTO invoice_lines (invoice_id, customer_id, position, description, quantity, unit_price_cents, amount_cents) \
+             SELECT id, customer_id, 0, 'Secret pricing', 1, 123400, 123400 FROM invoices WHERE id = $1",
+            &[&draft],
+        )
+        .await
+        .unwrap();
+    let acme = app.customer_id("acme").await;
+    let db = app.app_role_sql().await;
+    begin_customer_scope(&db, acme).await;
+    let seen: i64 = db.query_one("SELECT count(*) FROM invoices WHERE status = 'draft'", &[]).await.unwrap().get(0);
+    let lines: i64 = db
+        .query_one("SELECT count(*) FROM invoice_lines WHERE description = 'Secret pricing'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((seen, lines), (0, 0));
+    db.batch_execute("ROLLBACK").await.unwrap();
+    let alice = app.signed_in("alice@acme.example").await;
+    assert!(!alice.get_html("/invoices").await.contains("INV-DRAFT-1"));
+    assert_eq!(alice.get(&format!("/invoices/{draft}")).await.status(), 404);
 }
 
 #[tokio::test]
