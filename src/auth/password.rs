@@ -1,11 +1,14 @@
 //! Password hashing with Argon2id at OWASP's recommended cost, always on the
-//! blocking pool: one hash is ~20 ms of CPU that must not stall a worker.
+//! blocking pool (one hash is ~20 ms of CPU that must not stall a worker), and
+//! never more at once than the machine has cores.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -13,7 +16,43 @@ pub enum PasswordError {
     Hash(String),
     #[error("password worker stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// Every hashing slot stayed busy for too long: the server is flooded with sign-ins.
+    #[error("too many password checks at once")]
+    Busy,
 }
+
+/// Limits how many Argon2 computations run at once. Each takes 19 MiB and a
+/// core for ~20 ms; without a cap, a flood of sign-in posts would start one
+/// blocking thread each and exhaust memory. Excess callers queue, and give up
+/// with `Busy` (429) after `wait`.
+pub struct HashSlots {
+    slots: Semaphore,
+    wait: Duration,
+}
+
+impl HashSlots {
+    pub fn new(slots: usize, wait: Duration) -> Self {
+        HashSlots { slots: Semaphore::new(slots), wait }
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _slot = match tokio::time::timeout(self.wait, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => return Err(PasswordError::Busy),
+        };
+        let span = tracing::Span::current();
+        Ok(tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            work()
+        })
+        .await?)
+    }
+}
+
+/// One slot per core for the whole process.
+static SLOTS: LazyLock<HashSlots> = LazyLock::new(|| {
+    HashSlots::new(std::thread::available_parallelism().map_or(2, |n| n.get()), Duration::from_secs(5))
+});
 
 /// OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1.
 fn hasher() -> Argon2<'static> {
@@ -32,38 +71,36 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 pub async fn hash(password: SecretString) -> Result<String, PasswordError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let salt = SaltString::generate(&mut OsRng);
-        hasher()
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| PasswordError::Hash(e.to_string()))
-    })
-    .await?
+    SLOTS
+        .run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            hasher()
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| PasswordError::Hash(e.to_string()))
+        })
+        .await?
 }
 
 /// Checks `password` against `stored`; with no stored hash (unknown account,
 /// or an account without a password) it does the same work and says no.
 pub async fn verify(password: SecretString, stored: Option<String>) -> Result<bool, PasswordError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let (phc, real) = match stored {
-            Some(hash) => (hash, true),
-            None => (DUMMY_HASH.clone(), false),
-        };
-        let ok = match PasswordHash::new(&phc) {
-            Ok(parsed) => hasher().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok(),
-            Err(e) => {
-                tracing::error!(error = %e, "stored password hash is malformed");
-                false
-            }
-        };
-        Ok(ok && real)
-    })
-    .await?
+    SLOTS.run(move || check(&password, stored)).await
+}
+
+fn check(password: &SecretString, stored: Option<String>) -> bool {
+    let (phc, real) = match stored {
+        Some(hash) => (hash, true),
+        None => (DUMMY_HASH.clone(), false),
+    };
+    let ok = match PasswordHash::new(&phc) {
+        Ok(parsed) => hasher().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "stored password hash is malformed");
+            false
+        }
+    };
+    ok && real
 }
 
 #[cfg(test)]
@@ -77,6 +114,15 @@ mod tests {
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify(SecretString::from("correct horse battery staple"), Some(stored.clone())).await.unwrap());
         assert!(!verify(SecretString::from("correct horse battery stapl"), Some(stored)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_flood_waits_for_a_slot_then_gives_up() {
+        let slots = HashSlots::new(1, Duration::from_millis(50));
+        let held = slots.slots.acquire().await.unwrap();
+        assert!(matches!(slots.run(|| 1).await, Err(PasswordError::Busy)));
+        drop(held);
+        assert_eq!(slots.run(|| 2).await.unwrap(), 2);
     }
 
     #[tokio::test]

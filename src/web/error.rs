@@ -15,6 +15,7 @@ use sailfish::TemplateSimple;
 use tracing_actix_web::RequestId;
 
 use crate::auth::AuthError;
+use crate::auth::password::PasswordError;
 use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,7 @@ impl ResponseError for AppError {
             AppError::Forbidden | AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::SignInRequired { .. } | AppError::Redirect(_) => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Auth(AuthError::Password(PasswordError::Busy)) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Db(_) | AppError::Auth(_) | AppError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,7 +85,11 @@ impl ResponseError for AppError {
             tracing::info!(error = %self, status = status.as_u16(), "request refused");
         }
         // The body is filled in by `error_pages`, which knows the request.
-        HttpResponse::build(status).finish()
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        response.finish()
     }
 }
 
@@ -147,4 +153,20 @@ pub fn error_pages<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let response = response.set_body(BoxBody::new(body));
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_error() {
+        let busy = AppError::Auth(AuthError::Password(PasswordError::Busy)).error_response();
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(busy.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(AppError::NotFound.status_code(), StatusCode::NOT_FOUND);
+        assert_eq!(AppError::Csrf.status_code(), StatusCode::FORBIDDEN);
+        let sign_in = AppError::SignInRequired { next: "/orders?x=1".into() }.error_response();
+        assert_eq!(sign_in.headers()[header::LOCATION], "/login?next=%2Forders%3Fx%3D1");
+    }
 }
