@@ -167,6 +167,6 @@ mod tests {
         assert_eq!(AppError::NotFound.status_code(), StatusCode::NOT_FOUND);
         assert_eq!(AppError::Csrf.status_code(), StatusCode::FORBIDDEN);
         let sign_in = AppError::SignInRequired { next: "/orders?x=1".into() }.error_response();
-        assert_eq!(sign_in.headers()[header::LOCATION], "/login?next=%2Forders%3Fx%3D1");
+        assert_eq!(sign_in.headers().get(header::LOCATION).unwrap(), "/login?next=%2Forders%3Fx%3D1");
     }
 }
