@@ -7,8 +7,8 @@
 -- transaction (customer users), or switched to `portal_staff` for it (back
 -- office); with no scope, every policy is false and queries return nothing.
 
--- portal_app:   customer requests (every pooled connection runs as it)
--- portal_staff: staff requests, entered per transaction with SET LOCAL ROLE
+-- portal_app:   customer requests (the customer pool's connections run as it)
+-- portal_staff: staff requests (the staff pool's connections run as it)
 -- portal_auth:  owns the few sign-in functions that must look across customers
 -- None can log in, own tables or bypass RLS. The migrating role becomes a
 -- member of each so its connections can switch to them.
@@ -28,6 +28,25 @@ END
 $$;
 -- Never grant one of these roles to another: policies for portal_staff would
 -- then apply to the member too.
+
+-- The logins the portal's two connection pools use. Each is NOINHERIT, owns
+-- nothing and may become exactly one role, so SQL run on a customer request's
+-- connection can never turn into staff or owner rights. They get no password
+-- here: the private cluster trusts local connections, and an operator of an
+-- external server sets passwords and passes PORTAL_DATABASE_WEB_URL /
+-- PORTAL_DATABASE_STAFF_URL.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'portal_web') THEN
+        CREATE ROLE portal_web LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'portal_web_staff') THEN
+        CREATE ROLE portal_web_staff LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    END IF;
+END
+$$;
+GRANT portal_app TO portal_web;
+GRANT portal_staff TO portal_web_staff;
 
 GRANT USAGE ON SCHEMA public TO portal_app, portal_staff, portal_auth;
 
@@ -327,8 +346,7 @@ CREATE TRIGGER tickets_touch BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCT
 -- Row-level security ------------------------------------------------------------
 -- Policies are per role, so each one is a plain comparison the planner can
 -- serve from an index: customers (portal_app) see `customer_id =
--- portal_customer()`, staff (portal_staff, entered with SET LOCAL ROLE by a
--- staff scope) see everything, and portal_auth sees only what the sign-in
+-- portal_customer()`, staff (portal_staff, the staff pool's role) see everything, and portal_auth sees only what the sign-in
 -- functions below need.
 
 DO $$

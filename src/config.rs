@@ -23,6 +23,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// An external PostgreSQL server; when unset the portal runs its own cluster under the data dir.
     pub database_url: Option<SecretString>,
+    /// Logins for the two connection pools on an external server (`PORTAL_DATABASE_WEB_URL`,
+    /// `PORTAL_DATABASE_STAFF_URL`): the `portal_web` and `portal_web_staff` roles the migrations create.
+    pub database_web_url: Option<SecretString>,
+    pub database_staff_url: Option<SecretString>,
     /// The origin users reach the portal at (`PORTAL_PUBLIC_URL`), used for links in email, origin
     /// checks and whether cookies are `Secure`. Defaults to `http://<addr>` once the server is bound.
     pub public_url: Option<String>,
@@ -46,6 +50,8 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("var"),
             database_url: None,
+            database_web_url: None,
+            database_staff_url: None,
             public_url: None,
             session_idle: Duration::from_secs(2 * 3600),
             session_absolute: Duration::from_secs(12 * 3600),
@@ -75,6 +81,14 @@ impl Config {
             config.data_dir = PathBuf::from(dir);
         }
         config.database_url = get("DATABASE_URL").map(SecretString::from);
+        config.database_web_url = get("PORTAL_DATABASE_WEB_URL").map(SecretString::from);
+        config.database_staff_url = get("PORTAL_DATABASE_STAFF_URL").map(SecretString::from);
+        if config.database_web_url.is_some() != config.database_staff_url.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "PORTAL_DATABASE_WEB_URL",
+                reason: "set it together with PORTAL_DATABASE_STAFF_URL, or neither".into(),
+            });
+        }
         if let Some(url) = get("PORTAL_PUBLIC_URL") {
             config.public_url = Some(parse_origin(&url)?);
         }

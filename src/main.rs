@@ -108,18 +108,34 @@ async fn open_database(config: &Config) -> Result<(String, Option<Cluster>), Any
     Ok((cluster.connection_string("portal"), Some(cluster)))
 }
 
+/// Which logins the pools use: dedicated ones wherever possible.
+fn logins(config: &Config, owner_url: &str, private: bool) -> Result<db::Logins, AnyError> {
+    if let (Some(web), Some(staff)) = (&config.database_web_url, &config.database_staff_url) {
+        return Ok(db::Logins::from_urls(web.expose_secret(), staff.expose_secret())?);
+    }
+    if private {
+        return Ok(db::Logins::dedicated(owner_url)?);
+    }
+    tracing::warn!(
+        "PORTAL_DATABASE_WEB_URL and PORTAL_DATABASE_STAFF_URL are not set: the pools log in as the DATABASE_URL \
+         role and switch to portal_app / portal_staff. Give the portal_web and portal_web_staff roles passwords \
+         and set both variables so that SQL on a customer connection can never leave its role."
+    );
+    Ok(db::Logins::owner(owner_url)?)
+}
+
 async fn run(command: Command, config: Config) -> Result<(), AnyError> {
     let (url, cluster) = open_database(&config).await?;
-    let result = with_database(command, &config, &url).await;
+    let result = with_database(command, &config, &url, cluster.is_some()).await;
     if let Some(cluster) = cluster {
         cluster.stop().await?;
     }
     result
 }
 
-async fn with_database(command: Command, config: &Config, url: &str) -> Result<(), AnyError> {
+async fn with_database(command: Command, config: &Config, url: &str, private: bool) -> Result<(), AnyError> {
     db::migrate(url).await?;
-    let pool = db::Db::connect(url, config.db_pool_size).await?;
+    let pool = db::Db::connect(logins(config, url, private)?, config.db_pool_size).await?;
     match command {
         Command::Migrate => println!("Migrations are up to date."),
         Command::Demo => report_demo(portal::demo::load(&pool).await?),

@@ -15,10 +15,14 @@ pub use scope::Scope;
 pub type Manager = PostgresConnectionManager<NoTls>;
 pub type Pool = bb8::Pool<Manager>;
 
-/// The role every pooled connection switches to. It owns nothing and cannot bypass row-level security.
+/// The role customer requests run as. It owns nothing and cannot bypass row-level security.
 pub const APP_ROLE: &str = "portal_app";
-/// The role a staff scope switches to for its transaction; its policies see every customer.
+/// The role staff requests run as; its policies see every customer.
 pub const STAFF_ROLE: &str = "portal_staff";
+/// The login of the customer pool: it can become `portal_app` and nothing else.
+pub const WEB_LOGIN: &str = "portal_web";
+/// The login of the staff pool: it can become `portal_staff` and nothing else.
+pub const STAFF_LOGIN: &str = "portal_web_staff";
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -58,64 +62,116 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Switches each new connection to the application role, so that row-level
-/// security applies even when the URL names the (owner or superuser) role
-/// that ran the migrations.
+/// Switches each new connection to its pool's role, so that row-level
+/// security applies from the first statement.
 #[derive(Debug)]
-struct AppRole;
+struct SetRole(&'static str);
 
-impl CustomizeConnection<tokio_postgres::Client, tokio_postgres::Error> for AppRole {
+impl CustomizeConnection<tokio_postgres::Client, tokio_postgres::Error> for SetRole {
     fn on_acquire<'a>(
         &'a self,
         conn: &'a mut tokio_postgres::Client,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
         Box::pin(
-            async move { conn.batch_execute(&format!("SET ROLE {APP_ROLE}; SET application_name = 'portal'")).await },
+            async move { conn.batch_execute(&format!("SET ROLE {}; SET application_name = 'portal'", self.0)).await },
         )
     }
 }
 
-/// The application's database: a pool of connections running as [`APP_ROLE`].
+/// Where the two pools log in.
+pub struct Logins {
+    pub customer: tokio_postgres::Config,
+    pub staff: tokio_postgres::Config,
+}
+
+impl Logins {
+    /// The dedicated logins on the same server as `owner_url` (passwordless:
+    /// for the private cluster and test clusters, which trust local connections).
+    pub fn dedicated(owner_url: &str) -> Result<Self, DbError> {
+        let mut customer = parse(owner_url)?;
+        customer.user(WEB_LOGIN);
+        let mut staff = customer.clone();
+        staff.user(STAFF_LOGIN);
+        Ok(Logins { customer, staff })
+    }
+
+    /// Explicit URLs for the two logins (an external server, with passwords).
+    pub fn from_urls(customer: &str, staff: &str) -> Result<Self, DbError> {
+        Ok(Logins { customer: parse(customer)?, staff: parse(staff)? })
+    }
+
+    /// Both pools log in as the owner and only switch roles. Row-level security
+    /// still scopes every query, but SQL running on a pooled connection could
+    /// switch back; use dedicated logins in production.
+    pub fn owner(owner_url: &str) -> Result<Self, DbError> {
+        let config = parse(owner_url)?;
+        Ok(Logins { customer: config.clone(), staff: config })
+    }
+}
+
+fn parse(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))
+}
+
+async fn pool(config: tokio_postgres::Config, role: &'static str, size: u32) -> Result<Pool, DbError> {
+    Ok(bb8::Pool::builder()
+        .max_size(size)
+        // A liveness probe on every checkout costs a round trip per request; broken
+        // connections are detected by `has_broken` and replaced instead.
+        .test_on_check_out(false)
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .connection_customizer(Box::new(SetRole(role)))
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .await?)
+}
+
+/// The application's database: a pool for customer requests (as [`APP_ROLE`])
+/// and a smaller one for staff requests (as [`STAFF_ROLE`]).
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    customer: Pool,
+    staff: Pool,
 }
 
 impl Db {
-    pub async fn connect(url: &str, size: u32) -> Result<Self, DbError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = bb8::Pool::builder()
-            .max_size(size)
-            // A liveness probe on every checkout costs a round trip per request; broken
-            // connections are detected by `has_broken` and replaced instead.
-            .test_on_check_out(false)
-            .connection_timeout(std::time::Duration::from_secs(10))
-            .connection_customizer(Box::new(AppRole))
-            .build(manager)
-            .await?;
-        Ok(Self { pool })
+    pub async fn connect(logins: Logins, size: u32) -> Result<Self, DbError> {
+        let staff_size = (size / 4).max(2);
+        Ok(Self {
+            customer: pool(logins.customer, APP_ROLE, size).await?,
+            staff: pool(logins.staff, STAFF_ROLE, staff_size).await?,
+        })
     }
 
     /// A connection with no scope: every customer-owned table looks empty
     /// through it. Only for the narrow authentication functions of the schema
     /// (`portal_login_lookup`, `portal_session_*`) and for health checks.
     pub async fn unscoped(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
-        Ok(self.pool.get().await?)
+        Ok(self.customer.get().await?)
     }
 
     pub(crate) async fn customer_scope(&self, customer_id: uuid::Uuid, user_id: uuid::Uuid) -> Result<Scope, DbError> {
-        Scope::begin(&self.pool, scope::Kind::Customer { customer_id, user_id }).await
+        Scope::begin(&self.customer, scope::Kind::Customer { customer_id, user_id }).await
     }
 
     pub(crate) async fn staff_scope(&self, user_id: Option<uuid::Uuid>) -> Result<Scope, DbError> {
-        Scope::begin(&self.pool, scope::Kind::Staff { user_id }).await
+        Scope::begin(&self.staff, scope::Kind::Staff { user_id }).await
     }
 
+    /// Connections of the customer pool (the one requests wait on).
     pub fn state(&self) -> bb8::State {
-        self.pool.state()
+        self.customer.state()
     }
 }
+
+/// Privileges on the database itself are not part of its contents (a copy made
+/// from a template or a dump does not carry them), so they are enforced on
+/// every start rather than once in a migration.
+const DATABASE_PRIVILEGES: &str = "DO $$ BEGIN
+    -- A temporary table named like a real one would shadow it for later requests on the same pooled connection.
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    -- Staff jobs (the demo loader) use them; staff can read everything anyway.
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO portal_staff', current_database());
+END $$";
 
 /// Applies pending migrations as the connecting (owner) role.
 pub async fn migrate(url: &str) -> Result<(), DbError> {
@@ -125,6 +181,7 @@ pub async fn migrate(url: &str) -> Result<(), DbError> {
     for migration in report.applied_migrations() {
         tracing::info!(version = migration.version(), name = migration.name(), "applied migration");
     }
+    client.batch_execute(DATABASE_PRIVILEGES).await?;
     drop(client);
     let _ = driver.await;
     Ok(())

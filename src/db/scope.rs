@@ -1,8 +1,8 @@
 //! The only way request code reaches customer data.
 //!
 //! A `Scope` is one transaction on one pooled connection, opened after
-//! `portal.customer_id` has been set for that transaction alone (or, for staff,
-//! after switching to the staff role for that transaction alone). Row-level security in the schema does the filtering, so a query that
+//! `portal.customer_id` has been set for that transaction alone. Staff scopes
+//! come from the staff pool, whose connections run as the staff role. Row-level security in the schema does the filtering, so a query that
 //! forgets a `WHERE customer_id = ...` still cannot see another customer's rows.
 //! Handlers get a scope only from the authenticated extractors in `web::extract`.
 
@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{DbError, Manager, Pool, STAFF_ROLE};
+use super::{DbError, Manager, Pool};
 
 pub(crate) enum Kind {
     Customer {
@@ -30,6 +30,7 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// `pool` must be the pool of the kind: customer scopes on the customer pool, staff on the staff pool.
     pub(crate) async fn begin(pool: &Pool, kind: Kind) -> Result<Self, DbError> {
         // The scope exists before BEGIN is sent: if this future is dropped while
         // BEGIN is in flight (a client hanging up), the drop still rolls back.
@@ -46,7 +47,6 @@ impl Scope {
                 Some(customer_id)
             }
             Kind::Staff { user_id } => {
-                scope.batch_execute(&format!("SET LOCAL ROLE {STAFF_ROLE}")).await?;
                 let user = user_id.map(|u| u.to_string()).unwrap_or_default();
                 scope.execute("SELECT set_config('portal.user_id', $1, true)", &[&user]).await?;
                 None

@@ -74,14 +74,24 @@ pub fn app(
 }
 
 /// Echoes the request id that every log line of this request carries, so a
-/// user or an operator can find them from any response.
+/// user or an operator can find them from any response. Also tells the
+/// request logger that a redirect (to sign in, or to the staff side) is not a
+/// failure, though extractors express it as an `AppError`.
 async fn request_id_header(
     req: actix_web::dev::ServiceRequest,
     next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::HttpMessage;
     let id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
-    let mut res = next.call(req).await?;
+    let res = next.call(req).await?;
+    let mut res = if res.status().is_redirection() && res.response().error().is_some() {
+        let (req, response) = res.into_parts();
+        let mut plain = HttpResponse::new(response.status());
+        *plain.headers_mut() = response.headers().clone();
+        actix_web::dev::ServiceResponse::new(req, plain.set_body(response.into_body()))
+    } else {
+        res
+    };
     if let Some(value) = id.and_then(|id| header::HeaderValue::from_str(&id).ok()) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }

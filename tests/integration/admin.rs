@@ -8,7 +8,7 @@ use crate::support::{location, spawn_app};
 #[tokio::test]
 async fn a_new_customer_and_its_admin_can_sign_in_and_see_an_empty_portal() {
     let app = spawn_app().await;
-    let db = portal::db::Db::connect(&app.db_url, 2).await.unwrap();
+    let db = app.db().await;
     let password = "a long enough passphrase";
     create_customer(
         &db,
@@ -34,7 +34,7 @@ async fn a_new_customer_and_its_admin_can_sign_in_and_see_an_empty_portal() {
 #[tokio::test]
 async fn a_new_staff_user_lands_in_the_back_office() {
     let app = spawn_app().await;
-    let db = portal::db::Db::connect(&app.db_url, 2).await.unwrap();
+    let db = app.db().await;
     create_staff(&db, "sam@yourco.example", "Sam", false, SecretString::from("another long passphrase")).await.unwrap();
     let response = app.client().sign_in("sam@yourco.example", "another long passphrase").await;
     assert_eq!(location(&response), "/staff");
@@ -45,7 +45,7 @@ async fn a_new_staff_user_lands_in_the_back_office() {
 #[tokio::test]
 async fn loading_the_demo_twice_changes_nothing() {
     let app = spawn_app().await;
-    let db = portal::db::Db::connect(&app.db_url, 2).await.unwrap();
+    let db = app.db().await;
     let sql = app.sql().await;
     let before: i64 = sql.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
     assert!(!portal::demo::load(&db).await.unwrap(), "the template already holds the demo");

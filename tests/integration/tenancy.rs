@@ -272,3 +272,20 @@ async fn each_customer_sees_only_its_own_orders_and_dashboard() {
     let staff = alice.get("/staff").await;
     assert_eq!(staff.status(), 403, "{}", location(&staff));
 }
+
+#[tokio::test]
+async fn the_customer_pools_login_can_become_nothing_but_the_customer_role() {
+    let app = spawn_app().await;
+    let db = app.web_login_sql().await;
+    for role in ["portal_staff", "portal_auth", "postgres", "portal_web_staff"] {
+        let err = db.batch_execute(&format!("SET ROLE {role}")).await.expect_err(role);
+        assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{role}: {err}");
+    }
+    // Without switching, the login itself holds no privileges at all.
+    let err = db.query("SELECT count(*) FROM orders", &[]).await.unwrap_err();
+    assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{err}");
+    // And a temporary table that could shadow a real one for the next request is refused.
+    db.batch_execute("SET ROLE portal_app").await.unwrap();
+    let err = db.batch_execute("CREATE TEMP TABLE orders (id uuid)").await.unwrap_err();
+    assert!(err.as_db_error().is_some_and(|e| e.message().contains("permission denied")), "{err}");
+}

@@ -42,7 +42,7 @@ async fn cluster() -> Arc<Cluster> {
             cluster.ensure_database(TEMPLATE).await.expect("template database");
             let url = cluster.connection_string(TEMPLATE);
             portal::db::migrate(&url).await.expect("migrations apply to the template");
-            let db = portal::db::Db::connect(&url, 2).await.expect("template pool");
+            let db = portal::db::Db::connect(logins(&url), 2).await.expect("template pool");
             portal::demo::load(&db).await.expect("demo data loads into the template");
             drop(db);
             // CREATE DATABASE ... TEMPLATE needs the template to have no connections;
@@ -59,6 +59,11 @@ async fn cluster() -> Arc<Cluster> {
         })
         .await
         .clone()
+}
+
+/// The portal's own logins (`portal_web`, `portal_web_staff`) on a test database.
+pub fn logins(db_url: &str) -> portal::db::Logins {
+    portal::db::Logins::dedicated(db_url).expect("logins")
 }
 
 /// A superuser connection, for arranging and inspecting state behind the app's back.
@@ -98,10 +103,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("test database cloned from the template");
     let db_url = cluster.connection_string(&name);
+    // As at every start of the portal (nothing is pending; this enforces database-level privileges).
+    portal::db::migrate(&db_url).await.expect("migrate the test database");
     let mut config =
         Config { addr: "127.0.0.1:0".parse().expect("address"), workers: 1, db_pool_size: 4, ..Config::default() };
     tweak(&mut config);
-    let db = portal::db::Db::connect(&db_url, config.db_pool_size).await.expect("app pool");
+    let db = portal::db::Db::connect(logins(&db_url), config.db_pool_size).await.expect("app pool");
     let app = portal::Application::build(&config, db).expect("app builds");
     let origin = app.origin().to_owned();
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -136,11 +143,21 @@ impl TestApp {
         connect(&self.db_url).await
     }
 
-    /// A connection as the application role, exactly as the portal's pool has it.
+    /// A connection exactly as the portal's customer pool has it: the `portal_web` login, as `portal_app`.
     pub async fn app_role_sql(&self) -> tokio_postgres::Client {
-        let client = self.sql().await;
+        let client = self.web_login_sql().await;
         client.batch_execute("SET ROLE portal_app").await.expect("switch to portal_app");
         client
+    }
+
+    /// The customer pool's login before it switches role.
+    pub async fn web_login_sql(&self) -> tokio_postgres::Client {
+        connect(&format!("{} user=portal_web", self.db_url)).await
+    }
+
+    /// The portal's database handle on this test's database (for library-level tests).
+    pub async fn db(&self) -> portal::db::Db {
+        portal::db::Db::connect(logins(&self.db_url), 2).await.expect("pool")
     }
 
     /// The id of a demo customer by slug (`acme`, `globex`).
