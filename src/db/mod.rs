@@ -163,6 +163,11 @@ impl Db {
     }
 }
 
+/// An ILIKE pattern matching `q` anywhere; `%`, `_` and `\\` typed by a user are literal characters.
+pub fn like_pattern(q: &str) -> String {
+    format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 /// Privileges on the database itself are not part of its contents (a copy made
 /// from a template or a dump does not carry them), so they are enforced on
 /// every start rather than once in a migration.
@@ -185,4 +190,13 @@ pub async fn migrate(url: &str) -> Result<(), DbError> {
     drop(client);
     let _ = driver.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_text_is_literal() {
+        assert_eq!(super::like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(super::like_pattern(""), "%%");
+    }
 }

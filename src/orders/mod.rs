@@ -112,7 +112,7 @@ fn status_filter(s: Option<&str>) -> &'static str {
 async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let status = status_filter(query.status.as_deref());
     let q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
-    let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let pattern = crate::db::like_pattern(&q);
     let customer = cx.customer.id;
     // The customer_id filter repeats what row-level security enforces, so the planner uses the index.
     let filter = "o.customer_id = $1 AND ($2 = 'all' OR o.status = $2) \
@@ -170,6 +170,39 @@ struct ShowPage {
     timeline: Vec<TimelineEntry>,
     invoices: Vec<Linked>,
     documents: Vec<Linked>,
+}
+
+/// The `?order=` filter. An id that is malformed, missing or another customer's is
+/// `Unknown`: all three show the same empty list.
+pub enum OrderFilter {
+    None,
+    Found { id: Uuid, number: String },
+    Unknown,
+}
+
+impl OrderFilter {
+    pub async fn resolve(db: &Scope, customer: Uuid, param: Option<&str>) -> Result<Self, AppError> {
+        let Some(param) = param.map(str::trim).filter(|p| !p.is_empty()) else {
+            return Ok(OrderFilter::None);
+        };
+        let Ok(id) = Uuid::parse_str(param) else {
+            return Ok(OrderFilter::Unknown);
+        };
+        let row =
+            db.query_opt("SELECT number FROM orders WHERE id = $1 AND customer_id = $2", &[&id, &customer]).await?;
+        Ok(row.map_or(OrderFilter::Unknown, |r| OrderFilter::Found { id, number: r.get("number") }))
+    }
+
+    pub fn is_set(&self) -> bool {
+        !matches!(self, OrderFilter::None)
+    }
+
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            OrderFilter::Found { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 /// Looks an order up through the scope: a foreign id is simply not found.

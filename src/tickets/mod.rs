@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::documents::OrderFilter;
+use crate::orders::OrderFilter;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
