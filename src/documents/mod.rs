@@ -113,11 +113,3 @@ async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpRe
         q,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_wildcards_are_literal() {}
-}
