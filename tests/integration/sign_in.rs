@@ -290,3 +290,23 @@ async fn staff_land_in_the_back_office_and_see_every_customer() {
     assert!(customer.contains("alice@acme.example") && customer.contains("ORD-1042"));
     assert_eq!(client.sign_out("/staff").await.status(), 303);
 }
+
+#[tokio::test]
+async fn the_sweeper_deletes_expired_sessions_and_only_those() {
+    let app = spawn_app().await;
+    let _alice = app.signed_in("alice@acme.example").await;
+    let bob = app.signed_in("bob@globex.example").await;
+    let sql = app.sql().await;
+    sql.execute(
+        "UPDATE sessions SET expires_at = now() - interval '1 second' \
+         WHERE user_id = (SELECT id FROM users WHERE email = 'alice@acme.example')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let removed = portal::auth::session::sweep(&app.db().await).await.unwrap();
+    assert_eq!(removed, 1);
+    let left: i64 = sql.query_one("SELECT count(*) FROM sessions", &[]).await.unwrap().get(0);
+    assert_eq!(left, 1);
+    assert_eq!(bob.get("/").await.status(), 200, "a live session survives the sweep");
+}
