@@ -17,6 +17,8 @@ pub struct Application {
     port: u16,
     origin: String,
     db: Db,
+    live: crate::live::Live,
+    events_retention: Duration,
 }
 
 impl Application {
@@ -29,6 +31,7 @@ impl Application {
             format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
         });
         let secure = origin.starts_with("https://");
+        let live = crate::live::start(&db)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             origin: origin.clone(),
@@ -38,13 +41,15 @@ impl Application {
                 absolute: config.session_absolute,
                 remember: config.remember_for,
             },
+            live: live.clone(),
+            metrics_token: config.metrics_token.clone(),
         });
         let server = HttpServer::new(move || crate::web::app(state.clone(), secure))
             .workers(config.workers)
             .shutdown_timeout(10)
             .listen(listener)?
             .run();
-        Ok(Self { server, port: bound.port(), origin, db })
+        Ok(Self { server, port: bound.port(), origin, db, live, events_retention: config.events_retention })
     }
 
     pub fn port(&self) -> u16 {
@@ -63,16 +68,18 @@ impl Application {
 
     /// Serves until the server stops (Ctrl-C / SIGTERM finish in-flight requests first).
     pub async fn run(self) -> std::io::Result<()> {
-        let sweeper = tokio::spawn(sweep_sessions(self.db.clone()));
+        let sweeper = tokio::spawn(sweep(self.db.clone(), self.events_retention));
         let result = self.server.await;
         sweeper.abort();
+        self.live.stop();
         tracing::info!("HTTP server stopped");
         result
     }
 }
 
-/// Expired sessions are deleted every ten minutes (they are refused as soon as they expire regardless).
-async fn sweep_sessions(db: Db) {
+/// Every ten minutes: expired sessions are deleted (they are refused as soon as they expire
+/// regardless, and deleting them closes their live sockets), and so are events past retention.
+async fn sweep(db: Db, events_retention: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
         every.tick().await;
@@ -80,6 +87,11 @@ async fn sweep_sessions(db: Db) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+        match crate::live::prune(&db, events_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "old events pruned"),
+            Err(e) => tracing::warn!(error = %e, "event pruning failed"),
         }
     }
 }

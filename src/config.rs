@@ -40,6 +40,12 @@ pub struct Config {
     pub db_pool_size: u32,
     /// HTTP worker threads (`PORTAL_WORKERS`, default: one per core).
     pub workers: usize,
+    /// Events are kept this long (`PORTAL_EVENTS_RETENTION_HOURS`) so live pages can catch up after
+    /// a disconnect; a page away longer is re-rendered whole instead.
+    pub events_retention: Duration,
+    /// A bearer token that lets a metrics scraper read `/metrics` (`PORTAL_METRICS_TOKEN`, at
+    /// least 32 characters); staff signed in may read it without one.
+    pub metrics_token: Option<SecretString>,
     /// Emit logs as JSON lines (`PORTAL_LOG_FORMAT=json`) instead of human-readable text.
     pub log_json: bool,
 }
@@ -58,6 +64,8 @@ impl Default for Config {
             remember_for: Duration::from_secs(30 * 24 * 3600),
             db_pool_size: 16,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            events_retention: Duration::from_secs(24 * 3600),
+            metrics_token: None,
             log_json: false,
         }
     }
@@ -106,6 +114,18 @@ impl Config {
         }
         if let Some(n) = number(&get, "PORTAL_WORKERS", 1, 512)? {
             config.workers = n as usize;
+        }
+        if let Some(n) = number(&get, "PORTAL_EVENTS_RETENTION_HOURS", 1, 24 * 90)? {
+            config.events_retention = Duration::from_secs(n * 3600);
+        }
+        if let Some(token) = get("PORTAL_METRICS_TOKEN") {
+            if token.len() < 32 {
+                return Err(ConfigError::Invalid {
+                    name: "PORTAL_METRICS_TOKEN",
+                    reason: "use at least 32 random characters".into(),
+                });
+            }
+            config.metrics_token = Some(SecretString::from(token));
         }
         config.log_json = matches!(get("PORTAL_LOG_FORMAT").as_deref(), Some("json"));
         Ok(config)
@@ -171,8 +191,10 @@ mod tests {
             ("PORTAL_ADDR", "0.0.0.0:9000"),
             ("PORTAL_PUBLIC_URL", "https://Portal.Example.com/"),
             ("PORTAL_SESSION_IDLE_MINUTES", "15"),
+            ("PORTAL_EVENTS_RETENTION_HOURS", "48"),
         ])
         .unwrap();
+        assert_eq!(config.events_retention, Duration::from_secs(48 * 3600));
         assert_eq!(config.addr.port(), 9000);
         assert_eq!(config.public_url.as_deref(), Some("https://portal.example.com"));
         assert_eq!(config.session_idle, Duration::from_secs(900));
@@ -186,5 +208,7 @@ mod tests {
         assert!(from(&[("PORTAL_PUBLIC_URL", "https://a.example/path")]).is_err());
         assert!(from(&[("PORTAL_PUBLIC_URL", "ftp://a.example")]).is_err());
         assert!(from(&[("PORTAL_PUBLIC_URL", "https://user@a.example")]).is_err());
+        let short = from(&[("PORTAL_METRICS_TOKEN", "secret")]).unwrap_err();
+        assert!(short.to_string().contains("PORTAL_METRICS_TOKEN"));
     }
 }

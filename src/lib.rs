@@ -14,6 +14,7 @@ pub mod demo;
 pub mod documents;
 pub mod format;
 pub mod invoices;
+pub mod live;
 pub mod notifications;
 pub mod orders;
 pub mod reports;

@@ -1,7 +1,84 @@
-//! The live layer's actors and wire protocol.
+//! The live layer: one LISTEN connection per process, a hub that routes events
+//! to the sessions of each customer, and one actor per WebSocket.
 //!
 //! This crate knows nothing about orders or templates: the web crate renders
-//! fragments, this crate moves them. It starts with the wire format every push
-//! uses (DESIGN.md); the Listener, Hub and Session actors build on it.
+//! fragments through [`Renderer`], this crate decides who needs what and moves
+//! it. It runs on a thread of its own, so rendering and fan-out never compete
+//! with the request workers' event loops for the same thread.
 
+mod event;
+mod hub;
+mod listener;
+mod metrics;
 pub mod protocol;
+mod renderer;
+mod session;
+
+use std::sync::Arc;
+
+use actix::{Actor, Addr, System};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use event::{Audience, EVENT_COLUMNS, Event};
+use hub::Hub;
+pub use metrics::Metrics;
+pub use renderer::{Catchup, RenderError, RenderFuture, Renderer};
+use session::Session;
+
+/// Largest message a page may send (a hello with its region ids).
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Where the listener connects, and the role it switches to (one that may read every customer's events).
+pub struct ListenerConfig {
+    pub database: tokio_postgres::Config,
+    pub role: String,
+}
+
+/// The running live layer of this process.
+#[derive(Clone)]
+pub struct Live {
+    hub: Addr<Hub>,
+    system: System,
+    metrics: Arc<Metrics>,
+}
+
+impl Live {
+    /// Starts the hub and the listener on a thread of their own.
+    pub fn start(listener: ListenerConfig, renderer: Arc<dyn Renderer>) -> std::io::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = metrics.clone();
+        std::thread::Builder::new().name("portal-live".into()).spawn(move || {
+            let system = System::new();
+            system.block_on(async {
+                let hub = Hub::new(renderer, listener.database, listener.role, shared).start();
+                let _ = tx.send((hub, System::current()));
+            });
+            if let Err(e) = system.run() {
+                tracing::error!(error = %e, "the live layer stopped with an error");
+            }
+        })?;
+        let (hub, system) = rx.recv().map_err(|_| std::io::Error::other("the live layer did not start"))?;
+        Ok(Live { hub, system, metrics })
+    }
+
+    /// Upgrades an authenticated request to a live socket for `audience`.
+    pub fn connect(
+        &self,
+        audience: Audience,
+        req: &HttpRequest,
+        payload: web::Payload,
+    ) -> Result<HttpResponse, actix_web::Error> {
+        let session = Session::new(self.hub.clone(), audience, self.metrics.clone());
+        actix_web_actors::ws::WsResponseBuilder::new(session, req, payload).frame_size(MAX_FRAME).start()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops the hub and the listener (the sockets close with the HTTP server).
+    pub fn stop(&self) {
+        self.system.stop();
+    }
+}

@@ -2,7 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
+use uuid::Uuid;
 
+use crate::db::{DbError, Scope};
 use crate::format;
 use crate::orders::OrderRow;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
@@ -17,91 +19,163 @@ pub struct StageCount {
     pub bar: &'static str,
 }
 
+/// What the dashboard shows; each region renders from it, on the page and when pushed live.
+pub struct DashboardView {
+    pub open_orders: i64,
+    pub awaiting: Vec<OrderRow>,
+    pub by_stage: Vec<StageCount>,
+    pub recent: Vec<OrderRow>,
+    pub open_balance: String,
+    pub overdue_invoices: i64,
+    pub open_tickets: i64,
+    pub unread: i64,
+}
+
+macro_rules! dashboard_part {
+    ($name:ident, $path:literal) => {
+        #[derive(TemplateSimple)]
+        #[template(path = $path)]
+        pub struct $name<'a> {
+            pub view: &'a DashboardView,
+        }
+    };
+}
+dashboard_part!(CardsPart, "dashboard/_cards.stpl");
+dashboard_part!(AwaitingPart, "dashboard/_awaiting.stpl");
+dashboard_part!(StagesPart, "dashboard/_stages.stpl");
+dashboard_part!(RecentPart, "dashboard/_recent.stpl");
+
+/// The live regions of the dashboard, by element id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Includes the viewer's own unread notifications: never shared between users.
+    Cards,
+    Awaiting,
+    Stages,
+    Recent,
+}
+
+impl Part {
+    pub const ALL: [Part; 4] = [Part::Cards, Part::Awaiting, Part::Stages, Part::Recent];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Part::Cards => "dashboard-cards",
+            Part::Awaiting => "dashboard-awaiting",
+            Part::Stages => "dashboard-stages",
+            Part::Recent => "dashboard-recent",
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<Self> {
+        Part::ALL.into_iter().find(|p| p.id() == id)
+    }
+
+    /// Whether a change to `topic` (naming `user`, for notifications) can change this part for `viewer`.
+    pub fn shows(self, topic: &str, user: Option<Uuid>, viewer: Uuid) -> bool {
+        match self {
+            Part::Cards => match topic {
+                "orders" | "order_stage_history" | "invoices" | "tickets" => true,
+                "notifications" => user == Some(viewer),
+                _ => false,
+            },
+            Part::Awaiting | Part::Stages | Part::Recent => matches!(topic, "orders" | "order_stage_history"),
+        }
+    }
+
+    pub fn render(self, view: &DashboardView) -> Result<String, sailfish::RenderError> {
+        match self {
+            Part::Cards => CardsPart { view }.render_once(),
+            Part::Awaiting => AwaitingPart { view }.render_once(),
+            Part::Stages => StagesPart { view }.render_once(),
+            Part::Recent => RecentPart { view }.render_once(),
+        }
+    }
+}
+
+impl DashboardView {
+    pub async fn load(db: &Scope, customer: Uuid, user: Uuid) -> Result<Self, DbError> {
+        let counts = db
+            .query_one(
+                "SELECT \
+                   (SELECT count(*) FROM orders WHERE customer_id = $1 AND status = 'open') AS open_orders, \
+                   (SELECT coalesce(sum(total_cents - paid_cents), 0)::bigint FROM invoices \
+                     WHERE customer_id = $1 AND status = 'open') AS open_balance, \
+                   (SELECT count(*) FROM invoices WHERE customer_id = $1 AND status = 'open' \
+                     AND due_on < current_date) AS overdue, \
+                   (SELECT count(*) FROM tickets WHERE customer_id = $1 AND status <> 'closed') AS open_tickets, \
+                   (SELECT count(*) FROM notifications WHERE user_id = $2 AND read_at IS NULL) AS unread, \
+                   (SELECT min(currency) FROM invoices WHERE customer_id = $1) AS currency",
+                &[&customer, &user],
+            )
+            .await?;
+        let awaiting = db
+            .query(
+                &format!(
+                    "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
+                     ORDER BY o.updated_at DESC LIMIT 10",
+                    OrderRow::SELECT
+                ),
+                &[&customer],
+            )
+            .await?
+            .iter()
+            .map(OrderRow::from_row)
+            .collect();
+        let stage_rows = db
+            .query(
+                "SELECT s.name AS stage, count(*) AS n FROM orders o JOIN workflow_stages s ON s.id = o.stage_id \
+                 WHERE o.customer_id = $1 AND o.status = 'open' \
+                 GROUP BY s.name, s.position ORDER BY s.position, s.name",
+                &[&customer],
+            )
+            .await?;
+        let max = stage_rows.iter().map(|r| r.get::<_, i64>("n")).max().unwrap_or(0);
+        let by_stage = stage_rows
+            .iter()
+            .map(|r| {
+                let count: i64 = r.get("n");
+                StageCount { stage: r.get("stage"), count, bar: format::width_class(count, max) }
+            })
+            .collect();
+        let recent = db
+            .query(
+                &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
+                &[&customer],
+            )
+            .await?
+            .iter()
+            .map(OrderRow::from_row)
+            .collect();
+        let currency: Option<String> = counts.get("currency");
+        Ok(DashboardView {
+            open_orders: counts.get("open_orders"),
+            awaiting,
+            by_stage,
+            recent,
+            open_balance: format::money(counts.get("open_balance"), currency.as_deref().unwrap_or("EUR")),
+            overdue_invoices: counts.get("overdue"),
+            open_tickets: counts.get("open_tickets"),
+            unread: counts.get("unread"),
+        })
+    }
+}
+
 #[derive(TemplateSimple)]
 #[template(path = "dashboard/show.stpl")]
 struct Dashboard {
     shell: Shell,
     first_name: String,
-    open_orders: i64,
-    awaiting: Vec<OrderRow>,
-    by_stage: Vec<StageCount>,
-    recent: Vec<OrderRow>,
-    open_balance: String,
-    overdue_invoices: i64,
-    open_tickets: i64,
-    unread: i64,
+    view: DashboardView,
 }
 
 async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
-    let customer = cx.customer.id;
-    let counts = cx
-        .db
-        .query_one(
-            "SELECT \
-               (SELECT count(*) FROM orders WHERE customer_id = $1 AND status = 'open') AS open_orders, \
-               (SELECT coalesce(sum(total_cents - paid_cents), 0)::bigint FROM invoices \
-                 WHERE customer_id = $1 AND status = 'open') AS open_balance, \
-               (SELECT count(*) FROM invoices WHERE customer_id = $1 AND status = 'open' \
-                 AND due_on < current_date) AS overdue, \
-               (SELECT count(*) FROM tickets WHERE customer_id = $1 AND status <> 'closed') AS open_tickets, \
-               (SELECT count(*) FROM notifications WHERE user_id = $2 AND read_at IS NULL) AS unread, \
-               (SELECT min(currency) FROM invoices WHERE customer_id = $1) AS currency",
-            &[&customer, &cx.viewer.user_id],
-        )
-        .await?;
-    let awaiting = cx
-        .db
-        .query(
-            &format!(
-                "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
-                 ORDER BY o.updated_at DESC LIMIT 10",
-                OrderRow::SELECT
-            ),
-            &[&customer],
-        )
-        .await?
-        .iter()
-        .map(OrderRow::from_row)
-        .collect();
-    let stage_rows = cx
-        .db
-        .query(
-            "SELECT s.name AS stage, count(*) AS n FROM orders o JOIN workflow_stages s ON s.id = o.stage_id \
-             WHERE o.customer_id = $1 AND o.status = 'open' \
-             GROUP BY s.name, s.position ORDER BY s.position, s.name",
-            &[&customer],
-        )
-        .await?;
-    let max = stage_rows.iter().map(|r| r.get::<_, i64>("n")).max().unwrap_or(0);
-    let by_stage = stage_rows
-        .iter()
-        .map(|r| {
-            let count: i64 = r.get("n");
-            StageCount { stage: r.get("stage"), count, bar: format::width_class(count, max) }
-        })
-        .collect();
-    let recent = cx
-        .db
-        .query(
-            &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
-            &[&customer],
-        )
-        .await?
-        .iter()
-        .map(OrderRow::from_row)
-        .collect();
+    let view = DashboardView::load(&cx.db, cx.customer.id, cx.viewer.user_id).await?;
+    let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
-    let currency: Option<String> = counts.get("currency");
     html(Dashboard {
-        shell: Shell::page(&cx.viewer, "Dashboard", Section::Dashboard, cx.flash),
+        shell: Shell::page(&cx.viewer, "Dashboard", Section::Dashboard, cx.flash).live(cursor),
         first_name: cx.viewer.name.split_whitespace().next().unwrap_or("").to_owned(),
-        open_orders: counts.get("open_orders"),
-        awaiting,
-        by_stage,
-        recent,
-        open_balance: format::money(counts.get("open_balance"), currency.as_deref().unwrap_or("EUR")),
-        overdue_invoices: counts.get("overdue"),
-        open_tickets: counts.get("open_tickets"),
-        unread: counts.get("unread"),
+        view,
     })
 }

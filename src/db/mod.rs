@@ -131,6 +131,8 @@ async fn pool(config: tokio_postgres::Config, role: &'static str, size: u32) -> 
 pub struct Db {
     customer: Pool,
     staff: Pool,
+    /// The staff login, for the live layer's own LISTEN connection (not pooled).
+    staff_login: tokio_postgres::Config,
 }
 
 impl Db {
@@ -138,6 +140,7 @@ impl Db {
         let staff_size = (size / 4).max(2);
         Ok(Self {
             customer: pool(logins.customer, APP_ROLE, size).await?,
+            staff_login: logins.staff.clone(),
             staff: pool(logins.staff, STAFF_ROLE, staff_size).await?,
         })
     }
@@ -155,6 +158,14 @@ impl Db {
 
     pub(crate) async fn staff_scope(&self, user_id: Option<uuid::Uuid>) -> Result<Scope, DbError> {
         Scope::begin(&self.staff, scope::Kind::Staff { user_id }).await
+    }
+
+    /// Where and as whom the live layer's listener connects: it reads every
+    /// customer's events, which only the staff role may.
+    pub fn listener_login(&self) -> (tokio_postgres::Config, &'static str) {
+        let mut config = self.staff_login.clone();
+        config.application_name("portal-live");
+        (config, STAFF_ROLE)
     }
 
     /// Connections of the customer pool (the one requests wait on).

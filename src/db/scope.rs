@@ -27,37 +27,53 @@ pub(crate) enum Kind {
 pub struct Scope {
     conn: Option<PooledConnection<'static, Manager>>,
     customer_id: Option<Uuid>,
+    live_cursor: i64,
 }
+
+/// The scope's first statement also reads the oldest transaction still running:
+/// every change committed before it is visible to all the scope's statements.
+const LIVE_CURSOR: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
 impl Scope {
     /// `pool` must be the pool of the kind: customer scopes on the customer pool, staff on the staff pool.
     pub(crate) async fn begin(pool: &Pool, kind: Kind) -> Result<Self, DbError> {
         // The scope exists before BEGIN is sent: if this future is dropped while
         // BEGIN is in flight (a client hanging up), the drop still rolls back.
-        let mut scope = Scope { conn: Some(pool.get_owned().await?), customer_id: None };
+        let mut scope = Scope { conn: Some(pool.get_owned().await?), customer_id: None, live_cursor: 0 };
         scope.batch_execute("BEGIN").await?;
-        scope.customer_id = match kind {
+        let row = match kind {
             Kind::Customer { customer_id, user_id } => {
+                scope.customer_id = Some(customer_id);
                 scope
-                    .execute(
-                        "SELECT set_config('portal.customer_id', $1, true), set_config('portal.user_id', $2, true)",
+                    .query_one(
+                        &format!(
+                            "SELECT set_config('portal.customer_id', $1, true), set_config('portal.user_id', $2, true), \
+                             {LIVE_CURSOR}"
+                        ),
                         &[&customer_id.to_string(), &user_id.to_string()],
                     )
-                    .await?;
-                Some(customer_id)
+                    .await?
             }
             Kind::Staff { user_id } => {
                 let user = user_id.map(|u| u.to_string()).unwrap_or_default();
-                scope.execute("SELECT set_config('portal.user_id', $1, true)", &[&user]).await?;
-                None
+                scope
+                    .query_one(&format!("SELECT set_config('portal.user_id', $1, true), {LIVE_CURSOR}"), &[&user])
+                    .await?
             }
         };
+        scope.live_cursor = row.try_get(row.len() - 1)?;
         Ok(scope)
     }
 
     /// The customer this scope is limited to; `None` for staff.
     pub fn customer_id(&self) -> Option<Uuid> {
         self.customer_id
+    }
+
+    /// The position in the live event stream that what this scope reads reflects
+    /// (at least): a page rendered from it resumes its live updates from here.
+    pub fn live_cursor(&self) -> i64 {
+        self.live_cursor
     }
 
     fn client(&self) -> Result<&PooledConnection<'static, Manager>, DbError> {

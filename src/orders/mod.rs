@@ -131,9 +131,10 @@ async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpRe
             &[&customer, &status, &pattern, &PAGE_SIZE, &((page - 1) * PAGE_SIZE)],
         )
         .await?;
+    let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
     html(IndexPage {
-        shell: Shell::page(&cx.viewer, "Orders", Section::Orders, cx.flash),
+        shell: Shell::page(&cx.viewer, "Orders", Section::Orders, cx.flash).live(cursor),
         orders: rows.iter().map(OrderRow::from_row).collect(),
         status,
         q,
@@ -160,16 +161,83 @@ pub struct Linked {
     pub detail: String,
 }
 
+/// Everything the order page shows; its regions render from it, on the page and when pushed live.
+pub struct OrderView {
+    pub order: OrderRow,
+    pub tracking: Option<(String, String, Option<String>)>,
+    pub steps: Vec<StageStep>,
+    pub timeline: Vec<TimelineEntry>,
+    pub invoices: Vec<Linked>,
+    pub documents: Vec<Linked>,
+}
+
+macro_rules! order_part {
+    ($name:ident, $path:literal) => {
+        #[derive(TemplateSimple)]
+        #[template(path = $path)]
+        pub struct $name<'a> {
+            pub view: &'a OrderView,
+        }
+    };
+}
+order_part!(StatusPart, "orders/_status.stpl");
+order_part!(DetailsPart, "orders/_details.stpl");
+order_part!(TimelinePart, "orders/_timeline.stpl");
+order_part!(InvoicesPart, "orders/_invoices.stpl");
+order_part!(DocumentsPart, "orders/_documents.stpl");
+
+/// The live regions of the order page, each the id suffix of its element (`order-<id>-status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Status,
+    Details,
+    Timeline,
+    Invoices,
+    Documents,
+}
+
+impl Part {
+    pub const ALL: [Part; 5] = [Part::Status, Part::Details, Part::Timeline, Part::Invoices, Part::Documents];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Part::Status => "status",
+            Part::Details => "details",
+            Part::Timeline => "timeline",
+            Part::Invoices => "invoices",
+            Part::Documents => "documents",
+        }
+    }
+
+    pub fn parse(suffix: &str) -> Option<Self> {
+        Part::ALL.into_iter().find(|p| p.suffix() == suffix)
+    }
+
+    /// Which changed tables this part shows.
+    pub fn shows(self, topic: &str) -> bool {
+        match self {
+            Part::Status | Part::Details | Part::Timeline => matches!(topic, "orders" | "order_stage_history"),
+            Part::Invoices => topic == "invoices",
+            Part::Documents => matches!(topic, "documents" | "document_versions"),
+        }
+    }
+
+    pub fn render(self, view: &OrderView) -> Result<String, sailfish::RenderError> {
+        match self {
+            Part::Status => StatusPart { view }.render_once(),
+            Part::Details => DetailsPart { view }.render_once(),
+            Part::Timeline => TimelinePart { view }.render_once(),
+            Part::Invoices => InvoicesPart { view }.render_once(),
+            Part::Documents => DocumentsPart { view }.render_once(),
+        }
+    }
+}
+
 #[derive(TemplateSimple)]
 #[template(path = "orders/show.stpl")]
 struct ShowPage {
     shell: Shell,
-    order: OrderRow,
-    tracking: Option<(String, String, Option<String>)>,
-    steps: Vec<StageStep>,
-    timeline: Vec<TimelineEntry>,
-    invoices: Vec<Linked>,
-    documents: Vec<Linked>,
+    view: OrderView,
 }
 
 /// The `?order=` filter. An id that is malformed, missing or another customer's is
@@ -212,78 +280,77 @@ pub async fn find(db: &Scope, id: Uuid) -> Result<Option<Row>, DbError> {
 
 async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
-    let row = find(&cx.db, id).await?.ok_or(AppError::NotFound)?;
-    let order = OrderRow::from_row(&row);
-    let workflow: Uuid = row.get("workflow_id");
-    let tracking =
-        match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
-            (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
-            _ => None,
-        };
-    let steps = cx
-        .db
-        .query("SELECT name, position FROM workflow_stages WHERE workflow_id = $1 ORDER BY position", &[&workflow])
-        .await?
-        .iter()
-        .map(|s| {
-            let position: i32 = s.get("position");
-            let state = match position.cmp(&order.stage_position) {
-                std::cmp::Ordering::Less => "done",
-                std::cmp::Ordering::Equal if order.status == "completed" => "done",
-                std::cmp::Ordering::Equal => "current",
-                std::cmp::Ordering::Greater => "",
-            };
-            StageStep { name: s.get("name"), state }
-        })
-        .collect();
-    let timeline = cx
-        .db
-        .query(
-            "SELECT stage_name, customer_note, reached_at FROM order_stage_history \
-             WHERE order_id = $1 ORDER BY reached_at DESC, id DESC",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|h| TimelineEntry {
-            stage: h.get("stage_name"),
-            note: h.get("customer_note"),
-            reached_at: h.get("reached_at"),
-        })
-        .collect();
-    let invoices = cx
-        .db
-        .query(
-            "SELECT id, number, total_cents, currency, status FROM invoices WHERE order_id = $1 ORDER BY issued_on DESC",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|i| Linked {
-            href: format!("/invoices/{}", i.get::<_, Uuid>("id")),
-            label: i.get("number"),
-            detail: format::money(i.get("total_cents"), i.get("currency")),
-        })
-        .collect();
-    let documents = cx
-        .db
-        .query("SELECT id, title, doc_type FROM documents WHERE order_id = $1 ORDER BY updated_at DESC", &[&id])
-        .await?
-        .iter()
-        .map(|d| Linked {
-            href: format!("/documents?order={id}"),
-            label: d.get("title"),
-            detail: crate::format::doc_type(d.get("doc_type")).to_owned(),
-        })
-        .collect();
+    let view = OrderView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+    let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
-    html(ShowPage {
-        shell: Shell::page(&cx.viewer, format!("{} {}", order.number, order.title), Section::Orders, cx.flash),
-        order,
-        tracking,
-        steps,
-        timeline,
-        invoices,
-        documents,
-    })
+    let title = format!("{} {}", view.order.number, view.order.title);
+    html(ShowPage { shell: Shell::page(&cx.viewer, title, Section::Orders, cx.flash).live(cursor), view })
+}
+
+impl OrderView {
+    /// The order as the scope sees it: `None` when it is missing or another customer's.
+    pub async fn load(db: &Scope, id: Uuid) -> Result<Option<Self>, DbError> {
+        let Some(row) = find(db, id).await? else { return Ok(None) };
+        let order = OrderRow::from_row(&row);
+        let workflow: Uuid = row.get("workflow_id");
+        let tracking =
+            match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
+                (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
+                _ => None,
+            };
+        let steps = db
+            .query("SELECT name, position FROM workflow_stages WHERE workflow_id = $1 ORDER BY position", &[&workflow])
+            .await?
+            .iter()
+            .map(|s| {
+                let position: i32 = s.get("position");
+                let state = match position.cmp(&order.stage_position) {
+                    std::cmp::Ordering::Less => "done",
+                    std::cmp::Ordering::Equal if order.status == "completed" => "done",
+                    std::cmp::Ordering::Equal => "current",
+                    std::cmp::Ordering::Greater => "",
+                };
+                StageStep { name: s.get("name"), state }
+            })
+            .collect();
+        let timeline = db
+            .query(
+                "SELECT stage_name, customer_note, reached_at FROM order_stage_history \
+                 WHERE order_id = $1 ORDER BY reached_at DESC, id DESC",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|h| TimelineEntry {
+                stage: h.get("stage_name"),
+                note: h.get("customer_note"),
+                reached_at: h.get("reached_at"),
+            })
+            .collect();
+        let invoices = db
+            .query(
+                "SELECT id, number, total_cents, currency, status FROM invoices WHERE order_id = $1 \
+                 ORDER BY issued_on DESC",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|i| Linked {
+                href: format!("/invoices/{}", i.get::<_, Uuid>("id")),
+                label: i.get("number"),
+                detail: format::money(i.get("total_cents"), i.get("currency")),
+            })
+            .collect();
+        let documents = db
+            .query("SELECT id, title, doc_type FROM documents WHERE order_id = $1 ORDER BY updated_at DESC", &[&id])
+            .await?
+            .iter()
+            .map(|d| Linked {
+                href: format!("/documents?order={id}"),
+                label: d.get("title"),
+                detail: crate::format::doc_type(d.get("doc_type")).to_owned(),
+            })
+            .collect();
+        Ok(Some(OrderView { order, tracking, steps, timeline, invoices, documents }))
+    }
 }

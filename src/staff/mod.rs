@@ -1,5 +1,7 @@
 //! The staff back office: every customer, what is happening across them.
 
+pub mod orders;
+
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
 use time::OffsetDateTime;
@@ -12,7 +14,8 @@ use crate::web::{AppError, Section, Shell, StaffScope, html};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/staff", web::get().to(overview))
         .route("/staff/customers", web::get().to(customers))
-        .route("/staff/customers/{id}", web::get().to(customer));
+        .route("/staff/customers/{id}", web::get().to(customer))
+        .configure(orders::routes);
 }
 
 pub struct CustomerSummary {

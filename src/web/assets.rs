@@ -24,6 +24,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     vec![
         asset("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
         asset("icon.svg", "image/svg+xml", include_bytes!("../../static/icon.svg")),
+        asset("live.js", "text/javascript; charset=utf-8", include_bytes!("../../static/live.js")),
     ]
 });
 
@@ -49,6 +50,8 @@ mod tests {
     fn urls_carry_a_content_hash() {
         let css = super::url("app.css");
         assert!(css.starts_with("/static/app.") && css.ends_with(".css") && css.len() == "/static/app..css".len() + 12);
+        let js = super::url("live.js");
+        assert!(js.starts_with("/static/live.") && js.ends_with(".js") && js.len() == "/static/live..js".len() + 12);
         assert_eq!(super::url("nope.js"), "/static/missing");
     }
 }

@@ -25,6 +25,9 @@ pub enum AppError {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    /// No valid credentials where a redirect to the sign-in page makes no sense (sockets, scrapers).
+    #[error("unauthorized")]
+    Unauthorized,
     /// Not signed in; `next` is where to come back to.
     #[error("sign-in required")]
     SignInRequired { next: String },
@@ -55,6 +58,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden | AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::SignInRequired { .. } | AppError::Redirect(_) => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -105,6 +109,7 @@ struct ErrorPage<'a> {
 
 fn describe(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
+        401 => ("Please sign in", "This address needs a signed-in session or a valid token."),
         400 => ("That request did not make sense", "Something in the address or the form was not valid."),
         403 => (
             "You can't do that here",

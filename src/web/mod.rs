@@ -26,6 +26,8 @@ pub struct AppState {
     pub origin: String,
     pub cookies: cookies::CookiePolicy,
     pub lifetimes: Lifetimes,
+    pub live: crate::live::Live,
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::reports::routes)
         .configure(crate::activity::routes)
         .configure(crate::accounts::routes)
-        .configure(crate::staff::routes);
+        .configure(crate::staff::routes)
+        .configure(crate::live::routes);
 }
 
 /// Builds the actix `App` with every middleware, in the order they must run.
@@ -58,6 +61,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let headers = security::headers(secure, &state.origin);
     actix_web::App::new()
         .app_data(state)
         .app_data(web::FormConfig::default().limit(64 * 1024))
@@ -68,7 +72,7 @@ pub fn app(
         .wrap(from_fn(request_id_header))
         .wrap(from_fn(security::same_origin))
         .wrap(ErrorHandlers::new().default_handler(error::error_pages))
-        .wrap(security::headers(secure))
+        .wrap(headers)
         .wrap(middleware::Compress::default())
         .wrap(tracing_actix_web::TracingLogger::default())
 }
@@ -129,9 +133,16 @@ mod health {
             Err(_) => false,
         };
         let pool = state.db.state();
+        // Pages work without the live layer, so a lost listener degrades readiness but does not fail it.
+        let (listening, error) = state.live.metrics().listener();
         let body = serde_json::json!({
             "database": if database { "ok" } else { "unreachable" },
             "pool": { "connections": pool.connections, "idle": pool.idle_connections },
+            "live": {
+                "listener": if listening { "connected" } else { "reconnecting" },
+                "error": error,
+                "sessions": state.live.metrics().connected_sessions(),
+            },
         });
         if database { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
     }

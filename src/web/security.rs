@@ -10,14 +10,21 @@ use actix_web::{Error, web};
 use super::AppState;
 use super::error::AppError;
 
-/// No inline script or style anywhere: the CSP allows only our own files.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; font-src 'self'; connect-src 'self'; manifest-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// No inline script or style anywhere: the CSP allows only our own files, and
+/// connections only to our own origin and its live socket (named explicitly:
+/// not every browser counts `ws:` as `'self'`).
+pub fn content_security_policy(origin: &str) -> String {
+    let socket = origin.replacen("http", "ws", 1);
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+         connect-src 'self' {socket}/live; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+         base-uri 'none'"
+    )
+}
 
-pub fn headers(secure: bool) -> DefaultHeaders {
+pub fn headers(secure: bool, origin: &str) -> DefaultHeaders {
     let headers = DefaultHeaders::new()
-        .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .add((header::CONTENT_SECURITY_POLICY, content_security_policy(origin)))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "same-origin"))
@@ -74,4 +81,15 @@ pub async fn consume_flash(
         res.response_mut().add_cookie(&policy.flash_removal())?;
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_policy_names_the_live_socket_and_allows_no_inline_code() {
+        let csp = super::content_security_policy("https://portal.example.com");
+        assert!(csp.contains("connect-src 'self' wss://portal.example.com/live;"));
+        assert!(super::content_security_policy("http://127.0.0.1:8080").contains("ws://127.0.0.1:8080/live"));
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+    }
 }

@@ -106,6 +106,9 @@ pub struct Shell {
     pub flash: Option<Flash>,
     pub css: &'static str,
     pub icon: &'static str,
+    /// Set on live pages: the stream position the page was rendered at (see `Scope::live_cursor`).
+    pub live_cursor: Option<i64>,
+    pub live_js: &'static str,
 }
 
 impl Shell {
@@ -136,7 +139,15 @@ impl Shell {
             flash,
             css: assets::url("app.css"),
             icon: assets::url("icon.svg"),
+            live_cursor: None,
+            live_js: assets::url("live.js"),
         }
+    }
+
+    /// Makes the page live: its `data-live` regions update as the data changes.
+    pub fn live(mut self, cursor: i64) -> Self {
+        self.live_cursor = Some(cursor);
+        self
     }
 
     /// A page without navigation: sign-in and error pages.
@@ -149,6 +160,8 @@ impl Shell {
             flash: None,
             css: assets::url("app.css"),
             icon: assets::url("icon.svg"),
+            live_cursor: None,
+            live_js: assets::url("live.js"),
         }
     }
 }

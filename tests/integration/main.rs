@@ -7,6 +7,8 @@ mod support;
 
 mod admin;
 mod browser;
+mod live;
 mod pages;
 mod sign_in;
+mod staff_orders;
 mod tenancy;

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod live;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use portal::db::cluster::{Cluster, ClusterOptions, sweep_stale};
 use reqwest::redirect::Policy;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
 pub const PASSWORD: &str = "demo-portal-password";
 const TEMPLATE: &str = "portal_template";
@@ -121,13 +123,14 @@ impl TestApp {
     /// A new browser-like client with its own cookie jar; redirects are not followed,
     /// so tests see them.
     pub fn client(&self) -> Client {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
-        Client { http, base: self.address.clone() }
+        Client { http, base: self.address.clone(), jar }
     }
 
     /// A client already signed in as `email` (demo password).
@@ -175,11 +178,19 @@ impl TestApp {
 pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
+    jar: Arc<reqwest::cookie::Jar>,
 }
 
 impl Client {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The `Cookie` header this client sends to the app (for the live socket's handshake).
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().expect("base URL");
+        self.jar.cookies(&url).and_then(|v| v.to_str().ok().map(str::to_owned)).unwrap_or_default()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -223,4 +234,40 @@ pub fn csrf_in(html: &str) -> Option<String> {
 
 pub fn location(response: &reqwest::Response) -> String {
     response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// The id of a stage by workflow and stage name.
+pub async fn stage_id(app: &TestApp, workflow: &str, stage: &str) -> Uuid {
+    app.sql()
+        .await
+        .query_one(
+            "SELECT s.id FROM workflow_stages s JOIN workflows w ON w.id = s.workflow_id \
+             WHERE w.name = $1 AND s.name = $2",
+            &[&workflow, &stage],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Posts the "Move to stage" form of the staff order page, with the page's own CSRF token.
+pub async fn move_to(
+    staff: &Client,
+    order: Uuid,
+    stage: &str,
+    customer_note: &str,
+    internal_note: &str,
+) -> reqwest::Response {
+    let token = staff.csrf_token(&format!("/staff/orders/{order}")).await;
+    staff
+        .post_form(
+            &format!("/staff/orders/{order}/stage"),
+            &[
+                ("csrf_token", &token),
+                ("stage_id", stage),
+                ("customer_note", customer_note),
+                ("internal_note", internal_note),
+            ],
+        )
+        .await
 }
