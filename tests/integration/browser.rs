@@ -93,3 +93,34 @@ async fn the_browser_harness_reports_what_the_console_would_show() {
 
     browser.close().await;
 }
+
+/// The promise of the live layer, in a real browser: nobody reloads.
+#[tokio::test]
+async fn alices_open_order_page_follows_a_stage_move_without_reload() {
+    let app = spawn_app().await;
+    let order = app.order_id("ORD-1042").await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login?next=/orders/{order}", app.address)).await;
+    page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
+    page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
+    page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_for_path(&format!("/orders/{order}")).await;
+    page.wait_until("document.documentElement.dataset.live === 'live'").await;
+    // A reload would lose this.
+    let _: bool = page.eval("window.sameDocument = true; true").await;
+    assert_eq!(page.text("[data-testid=order-stage]").await, "Artwork approval");
+
+    let staff = app.signed_in("staff@portal.example").await;
+    let in_production = crate::support::stage_id(&app, "Print job", "In production").await;
+    let moved = crate::support::move_to(&staff, order, &in_production.to_string(), "Plates are on the press.", "").await;
+    assert_eq!(moved.status(), 303);
+
+    page.wait_until("document.querySelector('[data-testid=order-stage]').textContent === 'In production'").await;
+    assert!(page.eval::<bool>("window.sameDocument === true").await, "the page reloaded");
+    assert!(page.text(&format!("#order-{order}-timeline")).await.contains("Plates are on the press."));
+    let current: String = page.eval("document.querySelector('.stages [aria-current=step]').textContent").await;
+    assert_eq!(current, "In production");
+    page.assert_no_problems().await;
+
+    browser.close().await;
+}
