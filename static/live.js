@@ -128,17 +128,28 @@
 
   function closed(code, opened) {
     if (opened && Date.now() - openedAt > STABLE) { attempt = 0; resumes = 0; }
-    if (code === 4001) {
-      ended = true;
-      clearTimeout(timer);
-      setState("ended");
-      return;
-    }
+    if (code === 4001) return end();
     if (code === 4008 && ++resumes <= 5) {
       setState(offline() ? "offline" : "reconnecting");
       return schedule(200 + Math.random() * 800);
     }
+    if (!opened && !offline()) return signedIn().then((yes) => (yes ? backoff() : end()));
     backoff();
+  }
+
+  function end() {
+    ended = true;
+    clearTimeout(timer);
+    setState("ended");
+  }
+
+  // A refused handshake looks the same to a page whether the server is down or
+  // the session ended (401 before the upgrade). The page itself tells them
+  // apart: without a session it redirects to the sign-in page.
+  function signedIn() {
+    return fetch(location.href, { redirect: "manual", credentials: "same-origin", cache: "no-store" })
+      .then((r) => r.type !== "opaqueredirect")
+      .catch(() => true);
   }
 
   // Full jitter: random in [0, min(cap, base * 2^attempt)).

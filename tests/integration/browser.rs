@@ -112,7 +112,8 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
 
     let staff = app.signed_in("staff@portal.example").await;
     let in_production = crate::support::stage_id(&app, "Print job", "In production").await;
-    let moved = crate::support::move_to(&staff, order, &in_production.to_string(), "Plates are on the press.", "").await;
+    let moved =
+        crate::support::move_to(&staff, order, &in_production.to_string(), "Plates are on the press.", "").await;
     assert_eq!(moved.status(), 303);
 
     page.wait_until("document.querySelector('[data-testid=order-stage]').textContent === 'In production'").await;
@@ -120,6 +121,15 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
     assert!(page.text(&format!("#order-{order}-timeline")).await.contains("Plates are on the press."));
     let current: String = page.eval("document.querySelector('.stages [aria-current=step]').textContent").await;
     assert_eq!(current, "In production");
+
+    // Her session ends elsewhere (signed out on another device, or disabled): the page says so.
+    app.sql()
+        .await
+        .execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = $1)", &[&ALICE])
+        .await
+        .unwrap();
+    page.wait_until("document.documentElement.dataset.live === 'ended'").await;
+    assert!(page.text("#live-status").await.contains("Signed out"));
     page.assert_no_problems().await;
 
     browser.close().await;
