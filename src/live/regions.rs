@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::dashboard::{self, DashboardView};
 use crate::db::Scope;
 use crate::orders::{self, OrderRow, OrderView};
+use crate::staff;
 use crate::web::AppError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum Region {
     /// A part of the order page: `order-<id>-<part>`.
     Order(Uuid, orders::Part),
     Dashboard(dashboard::Part),
+    /// The back office's feed of activity across customers.
+    StaffFeed,
 }
 
 /// Views loaded once per rendering, whichever regions of them are asked for.
@@ -29,9 +32,11 @@ pub struct Cache {
 }
 
 impl Region {
-    /// Ids a customer's pages use; staff pages have none of these.
+    /// Ids of the pages of the audience's side of the portal; any other id is unknown.
     pub fn parse(id: &str, audience: &Audience) -> Option<Region> {
-        audience.customer_id?;
+        if audience.customer_id.is_none() {
+            return (id == staff::FEED_REGION).then_some(Region::StaffFeed);
+        }
         if let Some(part) = dashboard::Part::parse(id) {
             return Some(Region::Dashboard(part));
         }
@@ -51,6 +56,7 @@ impl Region {
             }
             Region::Order(id, part) => event.id_of("order_id") == Some(*id) && part.shows(topic),
             Region::Dashboard(part) => part.shows(topic, event.id_of("user_id"), audience.user_id),
+            Region::StaffFeed => topic == "activity_log",
         }
     }
 
@@ -81,6 +87,10 @@ impl Region {
                     cache.dashboard = Some(DashboardView::load(db, customer, audience.user_id).await?);
                 }
                 Ok(cache.dashboard.as_ref().map(|view| part.render(view)).transpose()?)
+            }
+            Region::StaffFeed => {
+                let activity = staff::latest_activity(db).await?;
+                Ok(Some(staff::FeedPart { activity: &activity }.render_once()?))
             }
         }
     }
@@ -115,6 +125,8 @@ mod tests {
         }
         let staff = Audience { customer_id: None, ..customer() };
         assert_eq!(Region::parse(&format!("order-{id}"), &staff), None);
+        assert_eq!(Region::parse("staff-feed", &staff), Some(Region::StaffFeed));
+        assert_eq!(Region::parse("staff-feed", &a), None, "customers have no staff regions");
     }
 
     #[test]

@@ -58,6 +58,34 @@ pub struct ActivityItem {
     pub action: String,
 }
 
+/// The latest activity across customers: the back office's live feed.
+#[derive(TemplateSimple)]
+#[template(path = "staff/_feed.stpl")]
+pub struct FeedPart<'a> {
+    pub activity: &'a [ActivityItem],
+}
+
+/// The element id of the feed on the overview page.
+pub const FEED_REGION: &str = "staff-feed";
+
+pub async fn latest_activity(db: &crate::db::Scope) -> Result<Vec<ActivityItem>, crate::db::DbError> {
+    Ok(db
+        .query(
+            "SELECT a.created_at, c.name AS customer, a.actor_label, a.action FROM activity_log a \
+             LEFT JOIN customers c ON c.id = a.customer_id ORDER BY a.id DESC LIMIT 25",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ActivityItem {
+            at: r.get("created_at"),
+            customer: r.get("customer"),
+            actor: r.get("actor_label"),
+            action: r.get("action"),
+        })
+        .collect())
+}
+
 #[derive(TemplateSimple)]
 #[template(path = "staff/overview.stpl")]
 struct Overview {
@@ -74,25 +102,11 @@ async fn overview(cx: StaffScope) -> Result<HttpResponse, AppError> {
         .iter()
         .map(summary)
         .collect();
-    let activity = cx
-        .db
-        .query(
-            "SELECT a.created_at, c.name AS customer, a.actor_label, a.action FROM activity_log a \
-             LEFT JOIN customers c ON c.id = a.customer_id ORDER BY a.id DESC LIMIT 25",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| ActivityItem {
-            at: r.get("created_at"),
-            customer: r.get("customer"),
-            actor: r.get("actor_label"),
-            action: r.get("action"),
-        })
-        .collect();
+    let activity = latest_activity(&cx.db).await?;
+    let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
     html(Overview {
-        shell: Shell::page(&cx.viewer, "Back office", Section::StaffOverview, cx.flash),
+        shell: Shell::page(&cx.viewer, "Back office", Section::StaffOverview, cx.flash).live(cursor),
         customers,
         activity,
     })

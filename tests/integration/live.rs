@@ -239,3 +239,33 @@ async fn metrics_are_for_staff_and_token_holders_only() {
     let wrong = scraper.http.get(scraper.url("/metrics")).bearer_auth("n".repeat(40)).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
 }
+
+#[tokio::test]
+async fn the_back_office_feed_shows_client_activity_as_it_happens() {
+    let app = spawn_app().await;
+    let staff = app.signed_in(STAFF).await;
+    let (mut feed, _) = LiveSocket::for_page(&staff, &app.origin, "/staff").await;
+    feed.resumed().await;
+    // A client signs in: the sign-in function writes the activity log, the trigger does the rest.
+    app.signed_in("dave@acme.example").await;
+    let html = feed.expect("staff-feed", "dave@acme.example").await;
+    assert!(html.contains("auth.sign_in") && html.contains("Acme Manufacturing"), "{html}");
+}
+
+#[tokio::test]
+async fn the_orders_list_and_the_dashboard_follow_a_stage_change() {
+    let app = spawn_app().await;
+    let order = app.order_id("ORD-1044").await;
+    let alice = app.signed_in(ALICE).await;
+    let (mut list, _) = LiveSocket::for_page(&alice, &app.origin, "/orders").await;
+    list.resumed().await;
+    let (mut dashboard, _) = LiveSocket::for_page(&alice, &app.origin, "/").await;
+    dashboard.resumed().await;
+    let approval = stage_id(&app, "Print job", "Artwork approval").await;
+    app.sql().await.execute("UPDATE orders SET stage_id = $2 WHERE id = $1", &[&order, &approval]).await.unwrap();
+
+    let row = list.expect(&format!("order-{order}"), "Artwork approval").await;
+    assert!(row.contains("Needs your action"), "{row}");
+    let push = dashboard.expect_push("dashboard-awaiting", "Winter mailer").await;
+    assert!(html_of(&push, "dashboard-cards").is_some(), "the counts move with it");
+}
