@@ -34,12 +34,22 @@ pub struct ListenerConfig {
     pub role: String,
 }
 
-/// The running live layer of this process.
+/// The running live layer of this process. It stops when the last handle is
+/// dropped (an application torn down without a clean shutdown, as in tests),
+/// closing its database connection.
 #[derive(Clone)]
 pub struct Live {
     hub: Addr<Hub>,
-    system: System,
     metrics: Arc<Metrics>,
+    system: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(System);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 impl Live {
@@ -59,7 +69,7 @@ impl Live {
             }
         })?;
         let (hub, system) = rx.recv().map_err(|_| std::io::Error::other("the live layer did not start"))?;
-        Ok(Live { hub, system, metrics })
+        Ok(Live { hub, metrics, system: Arc::new(StopOnDrop(system)) })
     }
 
     /// Upgrades an authenticated request to a live socket for `audience`.
@@ -79,6 +89,6 @@ impl Live {
 
     /// Stops the hub and the listener (the sockets close with the HTTP server).
     pub fn stop(&self) {
-        self.system.stop();
+        self.system.0.stop();
     }
 }
