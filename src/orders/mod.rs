@@ -64,6 +64,24 @@ impl OrderRow {
         format!("Stage {} of {}", self.stage_position + 1, self.stage_count)
     }
 
+    /// How the stepper shows the stage at `position`: reached, current, or ahead.
+    pub fn step_state(&self, position: i32) -> &'static str {
+        match position.cmp(&self.stage_position) {
+            std::cmp::Ordering::Less => "done",
+            std::cmp::Ordering::Equal if self.status == "completed" => "done",
+            std::cmp::Ordering::Equal => "current",
+            std::cmp::Ordering::Greater => "",
+        }
+    }
+
+    /// Carrier, number and link of the shipment, from a row of [`OrderRow::SELECT`].
+    pub fn tracking(row: &Row) -> Option<(String, String, Option<String>)> {
+        match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
+            (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
+            _ => None,
+        }
+    }
+
     pub fn status_badge(&self) -> (&'static str, &'static str) {
         match self.status.as_str() {
             "completed" => ("badge badge-success", "Completed"),
@@ -293,25 +311,12 @@ impl OrderView {
         let Some(row) = find(db, id).await? else { return Ok(None) };
         let order = OrderRow::from_row(&row);
         let workflow: Uuid = row.get("workflow_id");
-        let tracking =
-            match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
-                (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
-                _ => None,
-            };
+        let tracking = OrderRow::tracking(&row);
         let steps = db
             .query("SELECT name, position FROM workflow_stages WHERE workflow_id = $1 ORDER BY position", &[&workflow])
             .await?
             .iter()
-            .map(|s| {
-                let position: i32 = s.get("position");
-                let state = match position.cmp(&order.stage_position) {
-                    std::cmp::Ordering::Less => "done",
-                    std::cmp::Ordering::Equal if order.status == "completed" => "done",
-                    std::cmp::Ordering::Equal => "current",
-                    std::cmp::Ordering::Greater => "",
-                };
-                StageStep { name: s.get("name"), state }
-            })
+            .map(|s| StageStep { name: s.get("name"), state: order.step_state(s.get("position")) })
             .collect();
         let timeline = db
             .query(

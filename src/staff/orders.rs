@@ -121,11 +121,7 @@ async fn load(db: &Scope, id: Uuid) -> Result<Option<Loaded>, AppError> {
         return Ok(None);
     };
     let workflow: Uuid = row.get("workflow_id");
-    let tracking =
-        match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
-            (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
-            _ => None,
-        };
+    let tracking = OrderRow::tracking(&row);
     let order = StaffOrder {
         row: OrderRow::from_row(&row),
         stage_id: owner.get("stage_id"),
@@ -148,18 +144,8 @@ async fn load(db: &Scope, id: Uuid) -> Result<Option<Loaded>, AppError> {
         })
         .collect();
     // The same states as the customer's order page, so both steppers agree.
-    let steps = stages
-        .iter()
-        .map(|s| {
-            let state = match s.position.cmp(&order.row.stage_position) {
-                std::cmp::Ordering::Less => "done",
-                std::cmp::Ordering::Equal if order.row.status == "completed" => "done",
-                std::cmp::Ordering::Equal => "current",
-                std::cmp::Ordering::Greater => "",
-            };
-            StageStep { name: s.name.clone(), state }
-        })
-        .collect();
+    let steps =
+        stages.iter().map(|s| StageStep { name: s.name.clone(), state: order.row.step_state(s.position) }).collect();
     let timeline = db
         .query(
             "SELECT h.stage_name, h.customer_note, h.reached_at, n.note AS internal_note, u.name AS actor \
