@@ -1,6 +1,9 @@
 //! Load generator for Portal. Every run is bounded in time and sends traffic
 //! only to the portal URL given (loopback by default).
 
+mod live;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -17,6 +20,8 @@ struct Cli {
 enum Command {
     /// Server-rendered pages under load: C keep-alive connections, each signed in, for a fixed time.
     Pages(PagesArgs),
+    /// Live layer: end-to-end latency from a database commit to the fragment on many open sockets.
+    Live(live::LiveArgs),
 }
 
 #[derive(Parser)]
@@ -51,13 +56,23 @@ struct Outcome {
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn signed_in_client(args: &PagesArgs) -> Result<reqwest::Client, AnyError> {
+    Ok(sign_in(&args.url, &args.email, &args.password).await?.0)
+}
+
+/// A cookie-keeping client signed in as `email`, and its cookie jar (a live socket sends the same cookies).
+async fn sign_in(
+    url: &str,
+    email: &str,
+    password: &str,
+) -> Result<(reqwest::Client, Arc<reqwest::cookie::Jar>), AnyError> {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(jar.clone())
         .redirect(Policy::none())
         .pool_max_idle_per_host(1)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let login = client.get(format!("{}/login", args.url)).send().await?.text().await?;
+    let login = client.get(format!("{url}/login")).send().await?.text().await?;
     let marker = "name=\"csrf_token\" value=\"";
     let token = login
         .split(marker)
@@ -66,14 +81,14 @@ async fn signed_in_client(args: &PagesArgs) -> Result<reqwest::Client, AnyError>
         .ok_or("the sign-in page has no csrf_token")?
         .to_owned();
     let response = client
-        .post(format!("{}/login", args.url))
-        .form(&[("csrf_token", token.as_str()), ("email", &args.email), ("password", &args.password)])
+        .post(format!("{url}/login"))
+        .form(&[("csrf_token", token.as_str()), ("email", email), ("password", password)])
         .send()
         .await?;
     if response.status() != reqwest::StatusCode::SEE_OTHER {
-        return Err(format!("sign-in as {} failed with {}", args.email, response.status()).into());
+        return Err(format!("sign-in as {email} failed with {}", response.status()).into());
     }
-    Ok(client)
+    Ok((client, jar))
 }
 
 async fn connection(client: reqwest::Client, url: String, paths: Vec<String>, until: Instant) -> Outcome {
@@ -155,6 +170,7 @@ async fn pages(args: PagesArgs) -> Result<(), AnyError> {
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Pages(args) => pages(args).await,
+        Command::Live(args) => live::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

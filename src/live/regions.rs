@@ -137,7 +137,10 @@ mod tests {
         let other = event("orders", serde_json::json!({"order_id": Uuid::from_u128(43).to_string()}));
         assert!(Region::OrderRow(order).affected_by(&a, &moved));
         assert!(!Region::OrderRow(order).affected_by(&a, &other));
-        assert!(Region::Order(order, orders::Part::Status).affected_by(&a, &moved));
+        assert!(Region::Order(order, orders::Part::Timeline).affected_by(&a, &moved));
+        let updated = event("orders", serde_json::json!({"order_id": order.to_string()}));
+        assert!(Region::Order(order, orders::Part::Status).affected_by(&a, &updated));
+        assert!(!Region::Order(order, orders::Part::Status).affected_by(&a, &moved), "a note does not move the stage");
         assert!(!Region::Order(order, orders::Part::Documents).affected_by(&a, &moved));
         // Someone else's notification does not change my unread count.
         let theirs = event("notifications", serde_json::json!({"user_id": Uuid::from_u128(8).to_string()}));

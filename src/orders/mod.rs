@@ -234,7 +234,8 @@ impl Part {
     /// Which changed tables this part shows.
     pub fn shows(self, topic: &str) -> bool {
         match self {
-            Part::Status | Part::Details | Part::Timeline => matches!(topic, "orders" | "order_stage_history"),
+            Part::Status | Part::Details => topic == "orders",
+            Part::Timeline => topic == "order_stage_history",
             Part::Invoices => topic == "invoices",
             Part::Documents => matches!(topic, "documents" | "document_versions"),
         }
