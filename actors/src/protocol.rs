@@ -41,26 +41,6 @@ pub struct Push {
     pub ops: Vec<Op>,
 }
 
-impl Push {
-    /// Merges a burst of pushes into one message. A later `replace` or `remove`
-    /// of a target supersedes everything earlier for that target, because it
-    /// carries the region's whole current state; feed inserts all survive, in order.
-    pub fn coalesce(pushes: impl IntoIterator<Item = Push>) -> Option<Push> {
-        let mut id = None;
-        let mut ops: Vec<Op> = Vec::new();
-        for push in pushes {
-            id = Some(id.map_or(push.id, |current: i64| current.max(push.id)));
-            for op in push.ops {
-                if matches!(op.op, OpKind::Replace | OpKind::Remove) {
-                    ops.retain(|earlier| earlier.target != op.target);
-                }
-                ops.push(op);
-            }
-        }
-        id.map(|id| Push { id, ops })
-    }
-}
-
 /// What a page sends: first a `hello` naming its live regions and the position
 /// it was rendered at, then an `ack` for every push it applied.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -122,26 +102,5 @@ mod tests {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"other"}"#).is_err());
         assert!(valid_region("order-6f1c_x"));
         assert!(!valid_region("a b") && !valid_region("") && !valid_region("<x>") && !valid_region(&"a".repeat(121)));
-    }
-
-    #[test]
-    fn a_burst_keeps_the_latest_state_of_each_region_and_every_feed_entry() {
-        let merged = Push::coalesce([
-            Push { id: 7, ops: vec![op(OpKind::Replace, "order-1", "v1"), op(OpKind::Prepend, "feed", "a")] },
-            Push { id: 9, ops: vec![op(OpKind::Replace, "order-1", "v2"), op(OpKind::Prepend, "feed", "b")] },
-            Push { id: 8, ops: vec![op(OpKind::Replace, "cards", "c")] },
-        ])
-        .unwrap();
-        assert_eq!(merged.id, 9);
-        assert_eq!(
-            merged.ops,
-            vec![
-                op(OpKind::Prepend, "feed", "a"),
-                op(OpKind::Replace, "order-1", "v2"),
-                op(OpKind::Prepend, "feed", "b"),
-                op(OpKind::Replace, "cards", "c"),
-            ]
-        );
-        assert_eq!(Push::coalesce([]), None);
     }
 }
