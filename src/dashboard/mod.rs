@@ -31,19 +31,10 @@ pub struct DashboardView {
     pub unread: i64,
 }
 
-macro_rules! dashboard_part {
-    ($name:ident, $path:literal) => {
-        #[derive(TemplateSimple)]
-        #[template(path = $path)]
-        pub struct $name<'a> {
-            pub view: &'a DashboardView,
-        }
-    };
-}
-dashboard_part!(CardsPart, "dashboard/_cards.stpl");
-dashboard_part!(AwaitingPart, "dashboard/_awaiting.stpl");
-dashboard_part!(StagesPart, "dashboard/_stages.stpl");
-dashboard_part!(RecentPart, "dashboard/_recent.stpl");
+crate::partial!(CardsPart, "dashboard/_cards.stpl", DashboardView);
+crate::partial!(AwaitingPart, "dashboard/_awaiting.stpl", DashboardView);
+crate::partial!(StagesPart, "dashboard/_stages.stpl", DashboardView);
+crate::partial!(RecentPart, "dashboard/_recent.stpl", DashboardView);
 
 /// The live regions of the dashboard, by element id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -189,20 +189,11 @@ pub struct OrderView {
     pub documents: Vec<Linked>,
 }
 
-macro_rules! order_part {
-    ($name:ident, $path:literal) => {
-        #[derive(TemplateSimple)]
-        #[template(path = $path)]
-        pub struct $name<'a> {
-            pub view: &'a OrderView,
-        }
-    };
-}
-order_part!(StatusPart, "orders/_status.stpl");
-order_part!(DetailsPart, "orders/_details.stpl");
-order_part!(TimelinePart, "orders/_timeline.stpl");
-order_part!(InvoicesPart, "orders/_invoices.stpl");
-order_part!(DocumentsPart, "orders/_documents.stpl");
+crate::partial!(StatusPart, "orders/_status.stpl", OrderView);
+crate::partial!(DetailsPart, "orders/_details.stpl", OrderView);
+crate::partial!(TimelinePart, "orders/_timeline.stpl", OrderView);
+crate::partial!(InvoicesPart, "orders/_invoices.stpl", OrderView);
+crate::partial!(DocumentsPart, "orders/_documents.stpl", OrderView);
 
 /// The live regions of the order page, each the id suffix of its element (`order-<id>-status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -102,6 +102,19 @@ async fn request_id_header(
     Ok(res)
 }
 
+/// Declares a partial: a template rendering one live region from a page's view,
+/// used by the page itself (`<%+ … %>`) and by the live renderer.
+#[macro_export]
+macro_rules! partial {
+    ($name:ident, $path:literal, $view:ty) => {
+        #[derive(sailfish::TemplateSimple)]
+        #[template(path = $path)]
+        pub struct $name<'a> {
+            pub view: &'a $view,
+        }
+    };
+}
+
 /// Renders a page.
 pub fn html(page: impl TemplateSimple) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
