@@ -19,6 +19,7 @@ pub struct Application {
     db: Db,
     live: crate::live::Live,
     events_retention: Duration,
+    mailer: crate::mail::Mailer,
 }
 
 impl Application {
@@ -32,6 +33,9 @@ impl Application {
         });
         let secure = origin.starts_with("https://");
         let live = crate::live::start(&db)?;
+        // Checked now, so a bad mail setting stops the start rather than the first email.
+        let mailer = crate::mail::Mailer::new(&db, crate::mail::Settings::new(config, &origin))
+            .map_err(std::io::Error::other)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             origin: origin.clone(),
@@ -49,7 +53,7 @@ impl Application {
             .shutdown_timeout(10)
             .listen(listener)?
             .run();
-        Ok(Self { server, port: bound.port(), origin, db, live, events_retention: config.events_retention })
+        Ok(Self { server, port: bound.port(), origin, db, live, events_retention: config.events_retention, mailer })
     }
 
     pub fn port(&self) -> u16 {
@@ -69,8 +73,10 @@ impl Application {
     /// Serves until the server stops (Ctrl-C / SIGTERM finish in-flight requests first).
     pub async fn run(self) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep(self.db.clone(), self.events_retention));
+        let mail = self.mailer.start();
         let result = self.server.await;
         sweeper.abort();
+        mail.stop().await;
         self.live.stop();
         tracing::info!("HTTP server stopped");
         result
@@ -78,7 +84,8 @@ impl Application {
 }
 
 /// Every ten minutes: expired sessions are deleted (they are refused as soon as they expire
-/// regardless, and deleting them closes their live sockets), and so are events past retention.
+/// regardless, and deleting them closes their live sockets), and so are events past retention
+/// and sign-in / rate-limit counters that no longer count.
 async fn sweep(db: Db, events_retention: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
@@ -92,6 +99,11 @@ async fn sweep(db: Db, events_retention: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "old events pruned"),
             Err(e) => tracing::warn!(error = %e, "event pruning failed"),
+        }
+        match crate::auth::throttle::sweep(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "stale sign-in and rate-limit counters removed"),
+            Err(e) => tracing::warn!(error = %e, "throttle sweep failed"),
         }
     }
 }

@@ -48,6 +48,16 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// Emit logs as JSON lines (`PORTAL_LOG_FORMAT=json`) instead of human-readable text.
     pub log_json: bool,
+    /// Where email goes (`PORTAL_SMTP_URL`, lettre's URL form: `smtp://user:pass@host:587?tls=required`,
+    /// `smtps://…:465`, or plain `smtp://127.0.0.1:2525` for a local relay). Without it, emails are
+    /// written as `.eml` files under `<data_dir>/mail` and logged.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every email (`PORTAL_MAIL_FROM`), checked to be a mailbox like `Portal <portal@example.com>`.
+    pub mail_from: String,
+    /// The mail worker looks for due emails this often, besides waking on `NOTIFY portal_outbox`.
+    pub mail_poll: Duration,
+    /// A failed send is retried after this long, doubling per attempt up to an hour.
+    pub mail_retry_base: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +77,10 @@ impl Default for Config {
             events_retention: Duration::from_secs(24 * 3600),
             metrics_token: None,
             log_json: false,
+            smtp_url: None,
+            mail_from: "Portal <portal@localhost>".into(),
+            mail_poll: Duration::from_secs(5),
+            mail_retry_base: Duration::from_secs(30),
         }
     }
 }
@@ -128,6 +142,25 @@ impl Config {
             config.metrics_token = Some(SecretString::from(token));
         }
         config.log_json = matches!(get("PORTAL_LOG_FORMAT").as_deref(), Some("json"));
+        if let Some(url) = get("PORTAL_SMTP_URL") {
+            // The URL holds the SMTP password: the error names the variable, never the value.
+            if !crate::mail::smtp_url_is_valid(&url) {
+                return Err(ConfigError::Invalid {
+                    name: "PORTAL_SMTP_URL",
+                    reason: "expected smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://…".into(),
+                });
+            }
+            config.smtp_url = Some(SecretString::from(url));
+        }
+        if let Some(from) = get("PORTAL_MAIL_FROM") {
+            if !crate::mail::mailbox_is_valid(&from) {
+                return Err(ConfigError::Invalid {
+                    name: "PORTAL_MAIL_FROM",
+                    reason: format!("{from:?} is not a mailbox like `Portal <portal@example.com>`"),
+                });
+            }
+            config.mail_from = from;
+        }
         Ok(config)
     }
 }
@@ -210,5 +243,40 @@ mod tests {
         assert!(from(&[("PORTAL_PUBLIC_URL", "https://user@a.example")]).is_err());
         let short = from(&[("PORTAL_METRICS_TOKEN", "secret")]).unwrap_err();
         assert!(short.to_string().contains("PORTAL_METRICS_TOKEN"));
+    }
+
+    #[test]
+    fn reads_mail_settings() {
+        use secrecy::ExposeSecret;
+        let config = from(&[]).unwrap();
+        assert!(config.smtp_url.is_none());
+        assert_eq!(config.mail_from, "Portal <portal@localhost>");
+        assert!(crate::mail::mailbox_is_valid(&config.mail_from));
+
+        let config = from(&[
+            ("PORTAL_SMTP_URL", "smtp://user:p%40ss@mail.example.com:587?tls=required"),
+            ("PORTAL_MAIL_FROM", "Acme Portal <portal@acme.example>"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.smtp_url.as_ref().map(|u| u.expose_secret().to_owned()).as_deref(),
+            Some("smtp://user:p%40ss@mail.example.com:587?tls=required")
+        );
+        assert!(!format!("{config:?}").contains("p%40ss"), "the SMTP password never prints");
+        assert_eq!(config.mail_from, "Acme Portal <portal@acme.example>");
+        for url in ["smtps://mail.example.com", "smtp://127.0.0.1:2525", "smtp://h?tls=opportunistic"] {
+            assert!(from(&[("PORTAL_SMTP_URL", url)]).is_ok(), "{url}");
+        }
+
+        let err = from(&[("PORTAL_SMTP_URL", "http://user:hunter2@mail.example.com")]).unwrap_err();
+        assert!(err.to_string().contains("PORTAL_SMTP_URL"));
+        assert!(!err.to_string().contains("hunter2"), "the error never shows the password");
+        assert!(from(&[("PORTAL_SMTP_URL", "smtp://h?tls=sometimes")]).is_err());
+        let senders =
+            ["portal", "Portal <portal@>", "Evil\r\nBcc: x@example.com <a@example.com>", "a@b.example, c@d.example"];
+        for bad in senders {
+            let err = from(&[("PORTAL_MAIL_FROM", bad)]).unwrap_err();
+            assert!(err.to_string().contains("PORTAL_MAIL_FROM"), "{bad}");
+        }
     }
 }

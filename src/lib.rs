@@ -15,6 +15,7 @@ pub mod documents;
 pub mod format;
 pub mod invoices;
 pub mod live;
+pub mod mail;
 pub mod notifications;
 pub mod orders;
 pub mod reports;

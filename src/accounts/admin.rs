@@ -25,7 +25,7 @@ impl From<tokio_postgres::Error> for AdminError {
     }
 }
 
-fn check_email(email: &str) -> Result<String, AdminError> {
+pub(crate) fn check_email(email: &str) -> Result<String, AdminError> {
     let email = normalize_email(email);
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {

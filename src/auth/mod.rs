@@ -1,9 +1,15 @@
-//! Who is asking: passwords, server-side sessions, and safe redirects after sign-in.
+//! Who is asking: passwords, server-side sessions, safe redirects after sign-in,
+//! and the emailed links that create accounts and reset passwords.
 
+pub mod forms;
+pub mod links;
 pub mod pages;
 pub mod password;
 pub mod redirect;
+pub mod self_service;
 pub mod session;
+pub mod strength;
+pub mod throttle;
 
 use uuid::Uuid;
 
@@ -24,6 +30,9 @@ pub enum AuthError {
     Db(#[from] DbError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// Too many attempts (sign-in locked, or a rate limit): 429 with `Retry-After`.
+    #[error("too many attempts; retry in {} s", .0.retry_after_secs())]
+    Throttled(throttle::Throttled),
 }
 
 /// What a user may do is decided by one of four roles.

@@ -6,8 +6,10 @@ use sailfish::TemplateSimple;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::AuthError;
 use super::redirect::safe_next;
 use super::session::{self, Attempt};
+use super::throttle;
 use crate::web::extract::current_viewer;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Shell, redirect_with_flash};
 
@@ -26,6 +28,8 @@ struct LoginPage {
     remember: bool,
     next: String,
     error: Option<&'static str>,
+    /// Locked after too many failures: how long to wait ("about 2 minutes").
+    retry_in: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +79,7 @@ async fn show(
         remember: false,
         next: query.next.as_deref().and_then(safe_next).unwrap_or("").to_owned(),
         error: None,
+        retry_in: None,
     };
     render(&state, &req, StatusCode::OK, page)
 }
@@ -103,6 +108,7 @@ async fn submit(
         remember,
         next: next.clone(),
         error: Some(error),
+        retry_in: None,
     };
     if form.email.trim().is_empty() || form.password.is_empty() {
         let page = retry("Enter your email address and your password.");
@@ -112,9 +118,23 @@ async fn submit(
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let attempt =
         Attempt { email: &form.email, password: SecretString::from(form.password.clone()), remember, ip, user_agent };
-    let Some(signed_in) = session::sign_in(&state.db, attempt, state.lifetimes).await? else {
-        let page = retry("That email and password do not match an account.");
-        return render(&state, &req, StatusCode::UNAUTHORIZED, page);
+    let signed_in = match session::sign_in(&state.db, attempt, state.lifetimes).await {
+        Ok(Some(signed_in)) => signed_in,
+        Ok(None) => {
+            let page = retry("That email and password do not match an account.");
+            return render(&state, &req, StatusCode::UNAUTHORIZED, page);
+        }
+        // The same page whether or not the account exists, so a lock tells nothing.
+        Err(AuthError::Throttled(throttled)) => {
+            let page = LoginPage {
+                retry_in: Some(throttle::wait_phrase(throttled.retry_after)),
+                ..retry("Too many failed attempts.")
+            };
+            let mut response = render(&state, &req, StatusCode::TOO_MANY_REQUESTS, page)?;
+            response.headers_mut().insert(header::RETRY_AFTER, throttled.retry_after_secs().into());
+            return Ok(response);
+        }
+        Err(e) => return Err(e.into()),
     };
     // A session that came with the request (another account, or a planted
     // token) ends here; the new one gets a token nobody has seen.

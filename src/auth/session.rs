@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{AuthError, CustomerRef, Role, normalize_email, password};
+use super::{AuthError, CustomerRef, Role, normalize_email, password, throttle};
 use crate::db::Db;
 
 /// The signed-in user behind a request.
@@ -71,28 +71,62 @@ pub struct Attempt<'a> {
     pub user_agent: &'a str,
 }
 
-/// Checks the credentials and opens a new session. Unknown email, wrong
-/// password and disabled account all answer `None` after the same work.
-pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Result<Option<SignIn>, AuthError> {
-    let email = normalize_email(attempt.email);
+/// The account `email` names, when `password` is its password and it may sign
+/// in; `None` for an unknown email, a wrong password or a disabled account,
+/// after the same work. Every call is a sign-in attempt for brute-force
+/// protection (re-entering the password in Settings too), so a stolen session
+/// cannot be used to guess the password faster than the sign-in page allows.
+pub async fn check_credentials(
+    db: &Db,
+    email: &str,
+    password: SecretString,
+    ip: Option<IpAddr>,
+) -> Result<Option<(Uuid, Option<Role>)>, AuthError> {
+    let email = normalize_email(email);
     let account = {
         let conn = db.unscoped().await?;
+        // Before any hashing: a locked attempt costs one query, and an allowed one is counted now.
+        if let Err(throttled) = throttle::begin_sign_in(&conn, &email, ip).await? {
+            return Err(AuthError::Throttled(throttled));
+        }
         conn.query_opt("SELECT user_id, role, password_hash, usable FROM portal_login_lookup($1)", &[&email]).await?
     };
     let stored = account.as_ref().and_then(|row| row.get::<_, Option<String>>("password_hash"));
-    let matches = password::verify(attempt.password, stored).await?;
+    let matches = match password::verify(password, stored).await {
+        Ok(matches) => matches,
+        Err(e) => {
+            // The password was never checked (the server is flooded): the attempt is given back.
+            let released = match db.unscoped().await {
+                Ok(conn) => throttle::release_sign_in(&conn, &email, ip, false).await,
+                Err(db_error) => Err(db_error.into()),
+            };
+            if let Err(release) = released {
+                tracing::warn!(error = %release, "could not give back an unchecked sign-in attempt");
+            }
+            return Err(e.into());
+        }
+    };
     let account = account.filter(|row| matches && row.get::<_, bool>("usable"));
 
     let conn = db.unscoped().await?;
     let Some(row) = account else {
-        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &attempt.ip]).await?;
+        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &ip]).await?;
         return Ok(None);
     };
-    let user_id: Uuid = row.get("user_id");
-    let role = Role::parse(row.get("role"));
+    // The right password: the account's failures are forgotten (the network's are not).
+    throttle::release_sign_in(&conn, &email, ip, true).await?;
+    Ok(Some((row.get("user_id"), Role::parse(row.get("role")))))
+}
+
+/// Checks the credentials and opens a new session (`None` when they do not match).
+pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Result<Option<SignIn>, AuthError> {
+    let Some((user_id, role)) = check_credentials(db, attempt.email, attempt.password, attempt.ip).await? else {
+        return Ok(None);
+    };
     let (idle, absolute) =
         if attempt.remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
     let token = random_token();
+    let conn = db.unscoped().await?;
     conn.query_one(
         "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
@@ -158,6 +192,34 @@ pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
     let conn = db.unscoped().await?;
     let row = conn.query_one("SELECT portal_sessions_sweep()", &[]).await?;
     Ok(row.get(0))
+}
+
+/// Opens a session for a user whose identity another step has just proven (an
+/// accepted invitation, a finished registration), inside that step's
+/// transaction, so the account and its first session commit together. These
+/// flows only ever make customer users.
+pub async fn open_for(
+    tx: &tokio_postgres::Transaction<'_>,
+    user_id: Uuid,
+    lifetimes: Lifetimes,
+    ip: Option<IpAddr>,
+    user_agent: &str,
+) -> Result<SignIn, AuthError> {
+    let token = random_token();
+    tx.query_one(
+        "SELECT portal_session_create($1, $2, $3, false, $4, $5, $6, $7)",
+        &[
+            &user_id,
+            &token_hash(&token),
+            &random_token(),
+            &seconds(lifetimes.idle),
+            &seconds(lifetimes.absolute),
+            &ip,
+            &user_agent,
+        ],
+    )
+    .await?;
+    Ok(SignIn { token, remember: false, is_staff: false })
 }
 
 #[cfg(test)]

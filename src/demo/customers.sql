@@ -19,3 +19,6 @@ JOIN (VALUES
     ('Freight shipment', 4, 'Out for delivery', false, false),
     ('Freight shipment', 5, 'Delivered', false, true)
 ) AS s (workflow, position, name, awaits, terminal) ON s.workflow = w.name;
+
+-- Anyone with an @acme.example address may register as an Acme member (after confirming it).
+INSERT INTO customer_domains (domain, customer_id) SELECT 'acme.example', id FROM customers WHERE slug = 'acme';

@@ -1,5 +1,6 @@
 //! The staff back office: every customer, what is happening across them.
 
+pub mod customers;
 pub mod orders;
 
 use actix_web::{HttpResponse, web};
@@ -7,14 +8,12 @@ use sailfish::TemplateSimple;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::Role;
-use crate::orders::OrderRow;
 use crate::web::{AppError, Section, Shell, StaffScope, html};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/staff", web::get().to(overview))
         .route("/staff/customers", web::get().to(customers))
-        .route("/staff/customers/{id}", web::get().to(customer))
+        .configure(customers::routes)
         .configure(orders::routes);
 }
 
@@ -123,52 +122,4 @@ async fn customers(cx: StaffScope) -> Result<HttpResponse, AppError> {
     let customers = cx.db.query(&format!("{SUMMARY} ORDER BY c.name"), &[]).await?.iter().map(summary).collect();
     cx.db.commit().await?;
     html(Customers { shell: Shell::page(&cx.viewer, "Customers", Section::StaffCustomers, cx.flash), customers })
-}
-
-pub struct Member {
-    pub name: String,
-    pub email: String,
-    pub role: &'static str,
-    pub disabled: bool,
-}
-
-#[derive(TemplateSimple)]
-#[template(path = "staff/customer.stpl")]
-struct CustomerPage {
-    shell: Shell,
-    customer: CustomerSummary,
-    members: Vec<Member>,
-    orders: Vec<OrderRow>,
-}
-
-async fn customer(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
-    let row = cx.db.query_opt(&format!("{SUMMARY} WHERE c.id = $1"), &[&id]).await?.ok_or(AppError::NotFound)?;
-    let members = cx
-        .db
-        .query("SELECT name, email, role, disabled_at IS NOT NULL AS disabled FROM users WHERE customer_id = $1 ORDER BY name", &[&id])
-        .await?
-        .iter()
-        .map(|r| Member {
-            name: r.get("name"),
-            email: r.get("email"),
-            role: Role::parse(r.get("role")).map_or("Unknown", Role::label),
-            disabled: r.get("disabled"),
-        })
-        .collect();
-    let orders = cx
-        .db
-        .query(&format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC LIMIT 50", OrderRow::SELECT), &[&id])
-        .await?
-        .iter()
-        .map(OrderRow::from_row)
-        .collect();
-    cx.db.commit().await?;
-    let customer = summary(&row);
-    html(CustomerPage {
-        shell: Shell::page(&cx.viewer, customer.name.clone(), Section::StaffCustomers, cx.flash),
-        customer,
-        members,
-        orders,
-    })
 }

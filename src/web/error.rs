@@ -16,6 +16,7 @@ use tracing_actix_web::RequestId;
 
 use crate::auth::AuthError;
 use crate::auth::password::PasswordError;
+use crate::auth::throttle::{self, Throttled};
 use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,15 @@ pub enum AppError {
     Auth(#[from] AuthError),
     #[error("template: {0}")]
     Render(#[from] sailfish::RenderError),
+    /// Over a rate limit: 429 with `Retry-After` (whole seconds, rounded up) and the 429 page.
+    #[error("too many requests; retry in {0:?}")]
+    Throttled(std::time::Duration),
+}
+
+impl From<Throttled> for AppError {
+    fn from(t: Throttled) -> Self {
+        AppError::Throttled(t.retry_after)
+    }
 }
 
 impl From<tokio_postgres::Error> for AppError {
@@ -62,7 +72,9 @@ impl ResponseError for AppError {
             AppError::Forbidden | AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::SignInRequired { .. } | AppError::Redirect(_) => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Auth(AuthError::Password(PasswordError::Busy)) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Auth(AuthError::Password(PasswordError::Busy))
+            | AppError::Auth(AuthError::Throttled(_))
+            | AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Db(_) | AppError::Auth(_) | AppError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,7 +103,12 @@ impl ResponseError for AppError {
         // The body is filled in by `error_pages`, which knows the request.
         let mut response = HttpResponse::build(status);
         if status == StatusCode::TOO_MANY_REQUESTS {
-            response.insert_header((header::RETRY_AFTER, "5"));
+            let seconds = match self {
+                AppError::Throttled(wait) => throttle::retry_after_secs(*wait),
+                AppError::Auth(AuthError::Throttled(throttled)) => throttled.retry_after_secs(),
+                _ => 5,
+            };
+            response.insert_header((header::RETRY_AFTER, seconds));
         }
         response.finish()
     }
@@ -169,6 +186,14 @@ mod tests {
         let busy = AppError::Auth(AuthError::Password(PasswordError::Busy)).error_response();
         assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(busy.headers().contains_key(header::RETRY_AFTER));
+        let throttled = AppError::Throttled(std::time::Duration::from_millis(61_200)).error_response();
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.headers().get(header::RETRY_AFTER).unwrap(), "62");
+        let wait = Throttled { retry_after: std::time::Duration::from_millis(10) };
+        let locked = AppError::Auth(AuthError::Throttled(wait)).error_response();
+        assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(locked.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(AppError::from(wait).status_code(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(AppError::NotFound.status_code(), StatusCode::NOT_FOUND);
         assert_eq!(AppError::Csrf.status_code(), StatusCode::FORBIDDEN);
         let sign_in = AppError::SignInRequired { next: "/orders?x=1".into() }.error_response();

@@ -35,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::ready))
         .route("/static/{file}", web::get().to(assets::serve))
         .configure(crate::auth::pages::routes)
+        .configure(crate::auth::links::routes)
+        .configure(crate::auth::self_service::routes)
         .configure(crate::dashboard::routes)
         .configure(crate::orders::routes)
         .configure(crate::invoices::routes)

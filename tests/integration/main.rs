@@ -5,10 +5,14 @@
 
 mod support;
 
+mod accounts;
 mod admin;
 mod browser;
 mod live;
+mod mail;
 mod pages;
+mod settings;
 mod sign_in;
 mod staff_orders;
 mod tenancy;
+mod throttle;

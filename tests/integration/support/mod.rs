@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod live;
+pub mod smtp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +83,10 @@ pub struct TestApp {
     pub origin: String,
     pub db_url: String,
     handle: ServerHandle,
+    /// The app's SMTP server (see `mail()`).
+    mail: smtp::Mailbox,
+    /// The app's `run()` (HTTP server, mail worker, sweeper), awaited by `stop()`.
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl Drop for TestApp {
@@ -107,19 +112,42 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db_url = cluster.connection_string(&name);
     // As at every start of the portal (nothing is pending; this enforces database-level privileges).
     portal::db::migrate(&db_url).await.expect("migrate the test database");
-    let mut config =
-        Config { addr: "127.0.0.1:0".parse().expect("address"), workers: 1, db_pool_size: 4, ..Config::default() };
+    // Every app sends its email to its own real SMTP server, and looks for due email often.
+    let mail = smtp::Mailbox::start().await;
+    let mut config = Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        workers: 1,
+        db_pool_size: 4,
+        smtp_url: Some(mail.url().into()),
+        mail_poll: Duration::from_millis(100),
+        ..Config::default()
+    };
     tweak(&mut config);
     let db = portal::db::Db::connect(logins(&db_url), config.db_pool_size).await.expect("app pool");
     let app = portal::Application::build(&config, db).expect("app builds");
     let origin = app.origin().to_owned();
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    tokio::spawn(app.run());
-    TestApp { address, origin, db_url, handle }
+    let running = std::sync::Mutex::new(Some(tokio::spawn(app.run())));
+    TestApp { address, origin, db_url, handle, mail, running }
 }
 
 impl TestApp {
+    /// The SMTP server this app sends to: `app.mail().wait_for(to, "subject part").await`.
+    pub fn mail(&self) -> &smtp::Mailbox {
+        &self.mail
+    }
+
+    /// Stops the app as on SIGTERM (requests finish, the mail worker finishes its email) and waits
+    /// for it. The database and the SMTP server stay, for tests of what survives a restart.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.await.expect("the app stops cleanly").expect("the app ran");
+        }
+    }
+
     /// A new browser-like client with its own cookie jar; redirects are not followed,
     /// so tests see them.
     pub fn client(&self) -> Client {

@@ -1,0 +1,251 @@
+//! The company's team: everyone who can use the portal, and for the company's
+//! admins, inviting colleagues, withdrawing or renewing invitations, and
+//! disabling or re-enabling accounts. Disabling ends every session of the
+//! account, live connections included, at once (a database trigger does it).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::invite::{self, InviteErrors, InviteFields, Outcome};
+use crate::auth::forms::client_ip;
+use crate::auth::{Role, throttle};
+use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, redirect_with_flash};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/team", web::get().to(index))
+        .route("/team/invite", web::post().to(invite))
+        .route("/team/{id}/resend", web::post().to(resend))
+        .route("/team/{id}/withdraw", web::post().to(withdraw))
+        .route("/team/{id}/disable", web::post().to(disable))
+        .route("/team/{id}/enable", web::post().to(enable));
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Invited,
+    Disabled,
+}
+
+pub struct Member {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub status: Status,
+    pub is_viewer: bool,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "accounts/team.stpl")]
+struct TeamPage {
+    shell: Shell,
+    members: Vec<Member>,
+    /// Admins manage the team; members only see it.
+    manage: bool,
+    csrf_token: String,
+    form: InviteFields,
+    errors: InviteErrors,
+}
+
+async fn members(cx: &CustomerScope) -> Result<Vec<Member>, AppError> {
+    Ok(cx
+        .db
+        .query(
+            "SELECT id, name, email, role, disabled_at IS NOT NULL AS disabled, email_verified_at IS NULL AS invited \
+             FROM users WHERE customer_id = $1 \
+             ORDER BY disabled_at IS NOT NULL, email_verified_at IS NULL, lower(name), email",
+            &[&cx.customer.id],
+        )
+        .await?
+        .iter()
+        .map(|r| Member {
+            id: r.get("id"),
+            name: r.get("name"),
+            email: r.get("email"),
+            role: Role::parse(r.get("role")).map_or("Unknown role", Role::label),
+            status: if r.get("disabled") {
+                Status::Disabled
+            } else if r.get("invited") {
+                Status::Invited
+            } else {
+                Status::Active
+            },
+            is_viewer: r.get::<_, Uuid>("id") == cx.viewer.user_id,
+        })
+        .collect())
+}
+
+async fn render(
+    cx: CustomerScope,
+    status: StatusCode,
+    form: InviteFields,
+    errors: InviteErrors,
+) -> Result<HttpResponse, AppError> {
+    let members = members(&cx).await?;
+    cx.db.commit().await?;
+    let page = TeamPage {
+        shell: Shell::page(&cx.viewer, "Team", Section::Team, cx.flash),
+        members,
+        manage: cx.viewer.role == Role::CustomerAdmin,
+        csrf_token: cx.viewer.csrf_token.clone(),
+        form,
+        errors,
+    };
+    let mut response = crate::web::html(page)?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+    render(cx, StatusCode::OK, InviteFields::default(), InviteErrors::default()).await
+}
+
+fn require_admin(cx: &CustomerScope) -> Result<(), AppError> {
+    if cx.viewer.role == Role::CustomerAdmin { Ok(()) } else { Err(AppError::Forbidden) }
+}
+
+async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    CsrfForm(form): CsrfForm<InviteFields>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let invitee = match form.check() {
+        Ok(invitee) => invitee,
+        Err(errors) => return render(cx, StatusCode::UNPROCESSABLE_ENTITY, form, errors).await,
+    };
+    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+        let errors = InviteErrors {
+            email: Some(format!(
+                "Too many invitations were sent just now. Try again in {}.",
+                throttle::wait_phrase(wait)
+            )),
+            ..InviteErrors::default()
+        };
+        let mut response = render(cx, StatusCode::TOO_MANY_REQUESTS, form, errors).await?;
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(throttle::retry_after_secs(wait)),
+        );
+        return Ok(response);
+    }
+    match invite::send(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await? {
+        Outcome::AlreadyMember => {
+            let errors = InviteErrors {
+                email: Some(format!("{} is already on your team.", invitee.email)),
+                ..InviteErrors::default()
+            };
+            render(cx, StatusCode::UNPROCESSABLE_ENTITY, form, errors).await
+        }
+        Outcome::Sent => {
+            cx.db.commit().await?;
+            let flash =
+                Flash::success(format!("Invitation sent to {}. The link in it works for 7 days.", invitee.email));
+            Ok(redirect_with_flash(&state, "/team", flash))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+fn member_id(path: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(path).map_err(|_| AppError::NotFound)
+}
+
+/// Sends a pending invitation again with a fresh link (the old one stops working).
+async fn resend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let id = member_id(&path)?;
+    let row = cx
+        .db
+        .query_opt(
+            "SELECT name, email, role FROM users WHERE id = $1 AND customer_id = $2 \
+             AND email_verified_at IS NULL AND disabled_at IS NULL",
+            &[&id, &cx.customer.id],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let fields = InviteFields { name: row.get("name"), email: row.get("email"), role: row.get("role") };
+    let invitee = fields.check().map_err(|_| AppError::NotFound)?;
+    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+        return Err(AppError::Throttled(wait));
+    }
+    invite::send(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await?;
+    cx.db.commit().await?;
+    Ok(redirect_with_flash(&state, "/team", Flash::success(format!("A new invitation was sent to {}.", invitee.email))))
+}
+
+async fn withdraw(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let id = member_id(&path)?;
+    let done: bool = cx.db.query_one("SELECT portal_invitation_revoke($1, $2)", &[&id, &client_ip(&req)]).await?.get(0);
+    if !done {
+        return Err(AppError::NotFound);
+    }
+    cx.db.commit().await?;
+    Ok(redirect_with_flash(&state, "/team", Flash::success("The invitation was withdrawn; its link no longer works.")))
+}
+
+async fn set_disabled(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    disabled: bool,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let id = member_id(&path)?;
+    let done: bool = cx
+        .db
+        .query_one("SELECT portal_user_set_disabled($1, $2, $3)", &[&id, &disabled, &client_ip(&req)])
+        .await?
+        .get(0);
+    if !done {
+        return Err(AppError::NotFound);
+    }
+    cx.db.commit().await?;
+    let text = if disabled {
+        "The account was disabled and signed out everywhere. It can be enabled again at any time."
+    } else {
+        "The account was enabled; its owner can sign in again."
+    };
+    Ok(redirect_with_flash(&state, "/team", Flash::success(text)))
+}
+
+async fn disable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    set_disabled(req, state, cx, path, true).await
+}
+
+async fn enable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    set_disabled(req, state, cx, path, false).await
+}

@@ -1,0 +1,460 @@
+//! Customers in the back office: creating one with its first contact, a
+//! customer's page with its people and orders, inviting more people, the email
+//! domains whose owners may register themselves, and disabling accounts.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{CustomerSummary, SUMMARY, summary};
+use crate::accounts::invite::{self, InviteErrors, InviteFields, Outcome};
+use crate::auth::Role;
+use crate::auth::forms::client_ip;
+use crate::orders::OrderRow;
+use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/staff/customers/new", web::get().to(new_form))
+        .route("/staff/customers", web::post().to(create))
+        .route("/staff/customers/{id}", web::get().to(show))
+        .route("/staff/customers/{id}/invite", web::post().to(invite))
+        .route("/staff/customers/{id}/domains", web::post().to(add_domain))
+        .route("/staff/customers/{id}/domains/remove", web::post().to(remove_domain))
+        .route("/staff/users/{id}/disable", web::post().to(disable))
+        .route("/staff/users/{id}/enable", web::post().to(enable));
+}
+
+pub struct Member {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub disabled: bool,
+    pub invited: bool,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/customer.stpl")]
+struct CustomerPage {
+    shell: Shell,
+    csrf_token: String,
+    customer: CustomerSummary,
+    members: Vec<Member>,
+    domains: Vec<String>,
+    orders: Vec<OrderRow>,
+    invite: InviteFields,
+    invite_errors: InviteErrors,
+    domain: String,
+    domain_error: Option<&'static str>,
+}
+
+/// What a refused form on the customer page brings back.
+#[derive(Default)]
+struct Refused {
+    invite: InviteFields,
+    invite_errors: InviteErrors,
+    domain: String,
+    domain_error: Option<&'static str>,
+}
+
+fn customer_id(path: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(path).map_err(|_| AppError::NotFound)
+}
+
+async fn render(cx: StaffScope, id: Uuid, status: StatusCode, refused: Refused) -> Result<HttpResponse, AppError> {
+    let row = cx.db.query_opt(&format!("{SUMMARY} WHERE c.id = $1"), &[&id]).await?.ok_or(AppError::NotFound)?;
+    let members = cx
+        .db
+        .query(
+            "SELECT id, name, email, role, disabled_at IS NOT NULL AS disabled, email_verified_at IS NULL AS invited \
+             FROM users WHERE customer_id = $1 ORDER BY disabled_at IS NOT NULL, lower(name)",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| Member {
+            id: r.get("id"),
+            name: r.get("name"),
+            email: r.get("email"),
+            role: Role::parse(r.get("role")).map_or("Unknown", Role::label),
+            disabled: r.get("disabled"),
+            invited: r.get("invited"),
+        })
+        .collect();
+    let domains = cx
+        .db
+        .query("SELECT domain FROM customer_domains WHERE customer_id = $1 ORDER BY domain", &[&id])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let orders = cx
+        .db
+        .query(&format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC LIMIT 50", OrderRow::SELECT), &[&id])
+        .await?
+        .iter()
+        .map(OrderRow::from_row)
+        .collect();
+    cx.db.commit().await?;
+    let customer = summary(&row);
+    let mut response = html(CustomerPage {
+        shell: Shell::page(&cx.viewer, customer.name.clone(), Section::StaffCustomers, cx.flash),
+        csrf_token: cx.viewer.csrf_token.clone(),
+        customer,
+        members,
+        domains,
+        orders,
+        invite: refused.invite,
+        invite_errors: refused.invite_errors,
+        domain: refused.domain,
+        domain_error: refused.domain_error,
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = customer_id(&path)?;
+    render(cx, id, StatusCode::OK, Refused::default()).await
+}
+
+async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<InviteFields>,
+) -> Result<HttpResponse, AppError> {
+    let id = customer_id(&path)?;
+    let invitee = match form.check() {
+        Ok(invitee) => invitee,
+        Err(errors) => {
+            let refused = Refused { invite: form, invite_errors: errors, ..Refused::default() };
+            return render(cx, id, StatusCode::UNPROCESSABLE_ENTITY, refused).await;
+        }
+    };
+    if cx.db.query_opt("SELECT 1 FROM customers WHERE id = $1 AND active", &[&id]).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+        return Err(AppError::Throttled(wait));
+    }
+    let outcome = invite::send(&cx.db, id, &invitee, client_ip(&req)).await?;
+    if let Outcome::AlreadyMember = outcome {
+        let invite_errors = InviteErrors {
+            email: Some(format!("{} already has an account here.", invitee.email)),
+            ..Default::default()
+        };
+        return render(
+            cx,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Refused { invite: form, invite_errors, ..Refused::default() },
+        )
+        .await;
+    }
+    cx.db.commit().await?;
+    let flash = Flash::success(format!("Invitation sent to {}.", invitee.email));
+    Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), flash))
+}
+
+#[derive(Deserialize)]
+pub struct DomainForm {
+    #[serde(default)]
+    domain: String,
+}
+
+/// A plain host name such as `acme.example`: what a self-registering address must end in.
+fn check_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim().trim_start_matches('@').to_ascii_lowercase();
+    let labels: Vec<&str> = domain.split('.').collect();
+    let valid = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    valid.then_some(domain)
+}
+
+async fn add_domain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<DomainForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = customer_id(&path)?;
+    let refuse =
+        |error: &'static str| Refused { domain: form.domain.clone(), domain_error: Some(error), ..Refused::default() };
+    let Some(domain) = check_domain(&form.domain) else {
+        return render(cx, id, StatusCode::UNPROCESSABLE_ENTITY, refuse("Enter a domain such as acme.example.")).await;
+    };
+    if cx.db.query_opt("SELECT 1 FROM customers WHERE id = $1", &[&id]).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let added = cx
+        .db
+        .query_opt(
+            "INSERT INTO customer_domains (domain, customer_id) VALUES ($1, $2) ON CONFLICT (domain) DO NOTHING RETURNING 1",
+            &[&domain, &id],
+        )
+        .await?;
+    if added.is_none() {
+        return render(
+            cx,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            refuse("That domain already lets people join a customer."),
+        )
+        .await;
+    }
+    cx.db
+        .execute(
+            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, ip, details) \
+             VALUES ($1, $2, $3, 'customer.domain_added', 'customer', $4, jsonb_build_object('domain', $5::text))",
+            &[&id, &cx.viewer.user_id, &cx.viewer.email, &client_ip(&req), &domain],
+        )
+        .await?;
+    cx.db.commit().await?;
+    let flash = Flash::success(format!("People with an @{domain} address can now register themselves as members."));
+    Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), flash))
+}
+
+async fn remove_domain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<DomainForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = customer_id(&path)?;
+    let removed = cx
+        .db
+        .execute("DELETE FROM customer_domains WHERE customer_id = $1 AND domain = $2", &[&id, &form.domain])
+        .await?;
+    if removed == 0 {
+        return Err(AppError::NotFound);
+    }
+    cx.db
+        .execute(
+            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, ip, details) \
+             VALUES ($1, $2, $3, 'customer.domain_removed', 'customer', $4, jsonb_build_object('domain', $5::text))",
+            &[&id, &cx.viewer.user_id, &cx.viewer.email, &client_ip(&req), &form.domain],
+        )
+        .await?;
+    cx.db.commit().await?;
+    Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), Flash::success("The domain was removed.")))
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+async fn set_disabled(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    disabled: bool,
+) -> Result<HttpResponse, AppError> {
+    let user = customer_id(&path)?;
+    let customer: Option<Uuid> =
+        cx.db.query_opt("SELECT customer_id FROM users WHERE id = $1", &[&user]).await?.and_then(|r| r.get(0));
+    let customer = customer.ok_or(AppError::NotFound)?;
+    let done: bool = cx
+        .db
+        .query_one("SELECT portal_user_set_disabled($1, $2, $3)", &[&user, &disabled, &client_ip(&req)])
+        .await?
+        .get(0);
+    if !done {
+        return Err(AppError::NotFound);
+    }
+    cx.db.commit().await?;
+    let text =
+        if disabled { "The account was disabled and signed out everywhere." } else { "The account was enabled." };
+    Ok(redirect_with_flash(&state, &format!("/staff/customers/{customer}"), Flash::success(text)))
+}
+
+async fn disable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    set_disabled(req, state, cx, path, true).await
+}
+
+async fn enable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<HttpResponse, AppError> {
+    set_disabled(req, state, cx, path, false).await
+}
+
+// Creating a customer ---------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub struct NewCustomer {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    contact_name: String,
+    #[serde(default)]
+    contact_email: String,
+}
+
+#[derive(Default)]
+pub struct NewCustomerErrors {
+    name: Option<&'static str>,
+    slug: Option<&'static str>,
+    contact: Option<String>,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/customer_new.stpl")]
+struct NewCustomerPage {
+    shell: Shell,
+    csrf_token: String,
+    form: NewCustomer,
+    errors: NewCustomerErrors,
+}
+
+/// A URL-safe short name from the company name ("Initech Ltd." → "initech-ltd").
+fn slug_from(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    slug.truncate(63);
+    slug.trim_end_matches('-').to_owned()
+}
+
+fn valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !slug.starts_with('-')
+}
+
+async fn new_form(cx: StaffScope) -> Result<HttpResponse, AppError> {
+    cx.db.commit().await?;
+    html(NewCustomerPage {
+        shell: Shell::page(&cx.viewer, "New customer", Section::StaffCustomers, cx.flash),
+        csrf_token: cx.viewer.csrf_token.clone(),
+        form: NewCustomer::default(),
+        errors: NewCustomerErrors::default(),
+    })
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    CsrfForm(mut form): CsrfForm<NewCustomer>,
+) -> Result<HttpResponse, AppError> {
+    let mut errors = NewCustomerErrors::default();
+    let name = form.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.name = Some("Enter the company's name (up to 200 characters).");
+    }
+    if form.slug.trim().is_empty() {
+        form.slug = slug_from(&name);
+    }
+    let slug = form.slug.trim().to_owned();
+    if errors.name.is_none() && !valid_slug(&slug) {
+        errors.slug = Some("Use lower-case letters, digits and dashes.");
+    }
+    let wants_contact = !form.contact_email.trim().is_empty() || !form.contact_name.trim().is_empty();
+    let invitee = if wants_contact {
+        let fields = InviteFields {
+            name: form.contact_name.clone(),
+            email: form.contact_email.clone(),
+            role: "customer_admin".into(),
+        };
+        match fields.check() {
+            Ok(invitee) => Some(invitee),
+            Err(e) => {
+                errors.contact =
+                    Some(e.name.map(str::to_owned).or(e.email).unwrap_or_else(|| "Check the first contact.".into()));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let refuse = |cx: StaffScope, form: NewCustomer, errors: NewCustomerErrors| {
+        let page = NewCustomerPage {
+            shell: Shell::page(&cx.viewer, "New customer", Section::StaffCustomers, None),
+            csrf_token: cx.viewer.csrf_token.clone(),
+            form,
+            errors,
+        };
+        let mut response = html(page)?;
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        Ok::<_, AppError>(response)
+    };
+    if errors.name.is_some() || errors.slug.is_some() || errors.contact.is_some() {
+        return refuse(cx, form, errors);
+    }
+    let inserted = cx
+        .db
+        .query_opt(
+            "INSERT INTO customers (name, slug) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING RETURNING id",
+            &[&name, &slug],
+        )
+        .await?;
+    let Some(id) = inserted.map(|row| row.get::<_, Uuid>(0)) else {
+        errors.slug = Some("Another customer already has this short name. Choose another.");
+        return refuse(cx, form, errors);
+    };
+    let ip = client_ip(&req);
+    cx.db
+        .execute(
+            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, ip) \
+             VALUES ($1, $2, $3, 'customer.created', 'customer', $1, $4)",
+            &[&id, &cx.viewer.user_id, &cx.viewer.email, &ip],
+        )
+        .await?;
+    let mut text = format!("{name} was created.");
+    if let Some(invitee) = &invitee {
+        invite::send(&cx.db, id, invitee, ip).await?;
+        text = format!("{name} was created and {} was invited as its admin.", invitee.email);
+    }
+    cx.db.commit().await?;
+    Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), Flash::success(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_come_from_names() {
+        assert_eq!(slug_from("Initech Ltd."), "initech-ltd");
+        assert_eq!(slug_from("  Ünïcode & Co "), "n-code-co");
+        assert!(valid_slug(&slug_from("Acme 2")));
+    }
+
+    #[test]
+    fn domains_are_host_names() {
+        assert_eq!(check_domain("@Acme.Example ").as_deref(), Some("acme.example"));
+        assert_eq!(check_domain("mail.acme.co.uk").as_deref(), Some("mail.acme.co.uk"));
+        for bad in ["acme", "acme.", "-acme.example", "acme..example", "acme.example/x", "acme.123", "a b.example"] {
+            assert_eq!(check_domain(bad), None, "{bad}");
+        }
+    }
+}
