@@ -34,19 +34,14 @@ pub async fn form_token(state: &AppState, req: &HttpRequest) -> Result<FormToken
 }
 
 /// Renders a page holding a form. Pages whose address carries a secret token
-/// send no `Referer` at all, so the token cannot travel with a link the user follows.
-pub fn respond(
-    status: StatusCode,
-    token: FormToken,
-    page: impl TemplateSimple,
-    secret_url: bool,
-) -> Result<HttpResponse, AppError> {
+/// rely on the site-wide `Referrer-Policy: same-origin`: the token never leaves
+/// with a link to another site. (`no-referrer` would be stricter but makes
+/// Chromium send `Origin: null` on the form's own POST, which the origin check
+/// rightly refuses.)
+pub fn respond(status: StatusCode, token: FormToken, page: impl TemplateSimple) -> Result<HttpResponse, AppError> {
     let mut response = HttpResponse::build(status);
     if let Some(cookie) = token.cookie {
         response.cookie(cookie);
-    }
-    if secret_url {
-        response.insert_header((header::REFERRER_POLICY, "no-referrer"));
     }
     Ok(response.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
 }
@@ -131,10 +126,7 @@ pub fn link_dead(
     again_label: &'static str,
 ) -> Result<HttpResponse, AppError> {
     let page = LinkDead { shell: Shell::anonymous("Link expired"), what, again_href, again_label };
-    Ok(HttpResponse::Gone()
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .body(page.render_once()?))
+    Ok(HttpResponse::Gone().insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
 }
 
 /// The page that follows a form which sent an email, whatever happened: it

@@ -144,7 +144,7 @@ async fn show(
     };
     let csrf = forms::form_token(&state, &req).await?;
     let page = page(kind, &holder, &token, csrf.token.clone(), None, PasswordErrors::default());
-    forms::respond(StatusCode::OK, csrf, page, true)
+    forms::respond(StatusCode::OK, csrf, page)
 }
 
 async fn submit(
@@ -165,7 +165,7 @@ async fn submit(
     if errors.any() {
         let csrf = forms::form_token(&state, &req).await?;
         let page = page(kind, &holder, &token, csrf.token.clone(), form.name.clone(), errors);
-        return forms::respond(StatusCode::UNPROCESSABLE_ENTITY, csrf, page, true);
+        return forms::respond(StatusCode::UNPROCESSABLE_ENTITY, csrf, page);
     }
     let hash = password::hash(SecretString::from(form.password.clone())).await.map_err(super::AuthError::from)?;
     let name = form.name.as_deref().unwrap_or("").trim().to_owned();

@@ -88,7 +88,7 @@ async fn render(
 ) -> Result<HttpResponse, AppError> {
     let csrf = forms::form_token(state, req).await?;
     page.csrf_token = csrf.token.clone();
-    let mut response = forms::respond(status, csrf, page, false)?;
+    let mut response = forms::respond(status, csrf, page)?;
     if let Some(wait) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(throttle::retry_after_secs(wait)));
     }

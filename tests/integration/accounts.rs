@@ -62,7 +62,11 @@ async fn an_admin_invites_a_colleague_who_accepts_and_is_signed_in() {
     assert_eq!(dave2.sign_in("dave2@acme.example", NEW_PASSWORD).await.status(), 401);
     let page = dave2.get(&link).await;
     assert_eq!(page.status(), 200);
-    assert_eq!(page.headers().get("referrer-policy").unwrap(), "no-referrer");
+    assert_eq!(
+        page.headers().get("referrer-policy").unwrap(),
+        "same-origin",
+        "the token never leaves in a Referer to another site"
+    );
     let page = page.text().await.unwrap();
     assert!(page.contains("dave2@acme.example") && page.contains("Dave Two"));
 
@@ -276,7 +280,11 @@ async fn a_forgotten_password_is_reset_once_and_signs_out_everywhere() {
 
     let page = visitor.get(&link).await;
     assert_eq!(page.status(), 200);
-    assert_eq!(page.headers().get("referrer-policy").unwrap(), "no-referrer");
+    assert_eq!(
+        page.headers().get("referrer-policy").unwrap(),
+        "same-origin",
+        "the token never leaves in a Referer to another site"
+    );
     let done = post_from(&visitor, &link, &link, &[("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)]).await;
     assert_eq!(done.status(), 303);
     assert_eq!(location(&done), "/login");

@@ -134,3 +134,64 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
 
     browser.close().await;
 }
+
+/// The whole invitation in Chromium: alice invites a colleague from Team, the
+/// colleague opens the emailed link, chooses a password and lands signed in.
+#[tokio::test]
+async fn alice_invites_a_colleague_who_joins_from_the_emailed_link() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
+    page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
+    page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_for_path("/").await;
+
+    page.goto(format!("{}/team", app.address)).await.unwrap();
+    page.wait_for_path("/team").await;
+    page.find_element("#invite-name").await.unwrap().click().await.unwrap().type_str("Dave Two").await.unwrap();
+    page.find_element("#invite-email")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("dave2@acme.example")
+        .await
+        .unwrap();
+    page.find_element("#invite-heading ~ form button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_until("document.body.innerText.includes('Invitation sent to dave2@acme.example')").await;
+    page.assert_no_problems().await;
+
+    let link = app.mail().wait_for("dave2@acme.example", "").await.link();
+    let invitee = browser.new_page(&format!("{}{link}", app.address)).await;
+    let focused = "document.activeElement && document.activeElement.id";
+    assert_eq!(invitee.eval::<String>(focused).await, "name", "the form starts at the first field");
+    invitee
+        .find_element("#password")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("plum orchard tiny lantern 47")
+        .await
+        .unwrap();
+    invitee
+        .find_element("#confirm")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("plum orchard tiny lantern 47")
+        .await
+        .unwrap();
+    invitee.find_element("form.form button[type=submit]").await.unwrap().click().await.unwrap();
+    invitee.wait_for_path("/").await;
+    let text = invitee.text("body").await;
+    assert!(text.contains("Welcome, Dave Two") && text.contains("Acme Manufacturing"), "{text}");
+    invitee.assert_no_problems().await;
+
+    browser.close().await;
+}

@@ -175,7 +175,11 @@ async fn an_email_change_takes_effect_only_when_the_link_is_confirmed() {
     assert!(location(&signed_out).starts_with("/login?next="));
     let shown = alice.get(&link).await;
     assert_eq!(shown.status(), 200);
-    assert_eq!(shown.headers().get("referrer-policy").unwrap(), "no-referrer");
+    assert_eq!(
+        shown.headers().get("referrer-policy").unwrap(),
+        "same-origin",
+        "the token never leaves in a Referer to another site"
+    );
     let page = shown.text().await.unwrap();
     assert!(page.contains(new) && page.contains(&format!("action=\"{link}\"")));
     assert!(user_exists(&app, ALICE).await && !user_exists(&app, new).await);
