@@ -105,5 +105,10 @@ async fn sweep(db: Db, events_retention: Duration) {
             Ok(n) => tracing::info!(removed = n, "stale sign-in and rate-limit counters removed"),
             Err(e) => tracing::warn!(error = %e, "throttle sweep failed"),
         }
+        match crate::auth::links::sweep(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "spent account links removed"),
+            Err(e) => tracing::warn!(error = %e, "account link sweep failed"),
+        }
     }
 }

@@ -213,3 +213,10 @@ async fn submit(
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     Ok(response)
 }
+
+/// Deletes links used or expired more than a day ago; returns how many. They
+/// are refused as soon as they expire regardless; this only keeps the table small.
+pub async fn sweep(db: &crate::db::Db) -> Result<i32, super::AuthError> {
+    let conn = db.unscoped().await?;
+    Ok(conn.query_one("SELECT portal_account_tokens_sweep()", &[]).await?.get(0))
+}

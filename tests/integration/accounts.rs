@@ -429,3 +429,23 @@ async fn staff_create_a_customer_whose_first_contact_accepts() {
     assert!(team.contains("Invite a colleague"), "the first contact is the company's admin");
     assert!(team.contains("Initech Ltd.") && !team.contains("alice@acme.example"));
 }
+
+#[tokio::test]
+async fn spent_links_are_swept_after_a_day() {
+    let app = spawn_app().await;
+    let visitor = app.client();
+    post_from(&visitor, "/password/forgot", "/password/forgot", &[("email", "dave@acme.example")]).await;
+    post_from(&visitor, "/password/forgot", "/password/forgot", &[("email", "bob@globex.example")]).await;
+    let sql = app.sql().await;
+    sql.execute(
+        "UPDATE account_tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '2 days' \
+         WHERE email = 'dave@acme.example'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(portal::auth::links::sweep(&app.db().await).await.unwrap(), 1);
+    let left: Vec<String> =
+        sql.query("SELECT email FROM account_tokens", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(left, ["bob@globex.example"], "a live link stays");
+}
