@@ -117,6 +117,17 @@ GRANT DELETE ON sessions TO portal_app;
 -- only its SHA-256; the working link exists in the database only inside the
 -- queued email's params, which the mail worker clears once it is sent.
 
+-- Whether `p_actor` may manage the people of `p_customer`: staff for any
+-- customer, a customer admin only for their own and only inside that
+-- customer's scope. The one place this rule lives.
+CREATE FUNCTION portal_may_manage(p_actor users, p_customer uuid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+    SELECT p_actor.id IS NOT NULL AND p_actor.disabled_at IS NULL
+       AND (p_actor.role IN ('staff', 'staff_admin')
+            OR (p_actor.role = 'customer_admin' AND p_actor.customer_id = p_customer
+                AND portal_customer() = p_customer))
+$$;
+
 -- Invites `p_email` to customer `p_customer` as `p_role`. The caller must be
 -- staff, or an admin of that customer acting in its own scope. Answers:
 --   'invited'  a new invitation was sent (or the pending one renewed)
@@ -135,9 +146,7 @@ DECLARE
     v_email text := lower(btrim(p_email));
 BEGIN
     SELECT * INTO v_actor FROM users WHERE id = portal_user() AND disabled_at IS NULL;
-    IF NOT FOUND OR NOT (v_actor.role IN ('staff', 'staff_admin')
-                         OR (v_actor.role = 'customer_admin' AND v_actor.customer_id = p_customer
-                             AND portal_customer() = p_customer)) THEN
+    IF NOT portal_may_manage(v_actor, p_customer) THEN
         RAISE EXCEPTION 'not allowed to invite to customer %', p_customer USING ERRCODE = '42501';
     END IF;
     IF p_role NOT IN ('customer_admin', 'customer_member') THEN
@@ -478,9 +487,7 @@ BEGIN
     END IF;
     SELECT * INTO v_user FROM users WHERE id = p_user AND customer_id IS NOT NULL;
     IF NOT FOUND OR v_user.id = v_actor.id
-       OR NOT (v_actor.role IN ('staff', 'staff_admin')
-               OR (v_actor.role = 'customer_admin' AND v_actor.customer_id = v_user.customer_id
-                   AND portal_customer() = v_user.customer_id)) THEN
+       OR NOT portal_may_manage(v_actor, v_user.customer_id) THEN
         RETURN false;
     END IF;
     IF (v_user.disabled_at IS NOT NULL) = p_disabled THEN
@@ -510,9 +517,7 @@ BEGIN
     SELECT * INTO v_actor FROM users WHERE id = portal_user() AND disabled_at IS NULL;
     SELECT * INTO v_user FROM users WHERE id = p_user AND email_verified_at IS NULL AND customer_id IS NOT NULL;
     IF v_actor.id IS NULL OR v_user.id IS NULL
-       OR NOT (v_actor.role IN ('staff', 'staff_admin')
-               OR (v_actor.role = 'customer_admin' AND v_actor.customer_id = v_user.customer_id
-                   AND portal_customer() = v_user.customer_id)) THEN
+       OR NOT portal_may_manage(v_actor, v_user.customer_id) THEN
         RETURN false;
     END IF;
     DELETE FROM users WHERE id = p_user;
@@ -552,6 +557,7 @@ DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY[
+        'portal_may_manage(users, uuid)',
         'portal_invite(uuid, text, text, text, text, integer, inet)',
         'portal_token_peek(text, text)',
         'portal_token_take(text, text)',
