@@ -1,6 +1,6 @@
 //! The running portal: the HTTP server and its sibling background tasks.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -27,10 +27,22 @@ impl Application {
     pub fn build(config: &Config, db: Db) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr)?;
         let bound = listener.local_addr()?;
+        // Without a public URL, a portal on this machine is `localhost`: a name, not an
+        // address, because browsers only allow passkeys for a domain name.
         let origin = config.public_url.clone().unwrap_or_else(|| {
-            let ip = if bound.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { bound.ip() };
-            format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+            if bound.ip().is_unspecified() || bound.ip().is_loopback() {
+                format!("http://localhost:{}", bound.port())
+            } else {
+                format!("http://{}", std::net::SocketAddr::new(bound.ip(), bound.port()))
+            }
         });
+        let passkeys = match crate::auth::passkeys::Passkeys::for_origin(&origin) {
+            Ok(passkeys) => Some(passkeys),
+            Err(why) => {
+                tracing::warn!("{why}; passkeys are off");
+                None
+            }
+        };
         let secure = origin.starts_with("https://");
         let live = crate::live::start(&db)?;
         // Checked now, so a bad mail setting stops the start rather than the first email.
@@ -47,6 +59,7 @@ impl Application {
             },
             live: live.clone(),
             metrics_token: config.metrics_token.clone(),
+            passkeys,
         });
         let server = HttpServer::new(move || crate::web::app(state.clone(), secure))
             .workers(config.workers)
@@ -109,6 +122,11 @@ async fn sweep(db: Db, events_retention: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "spent account links removed"),
             Err(e) => tracing::warn!(error = %e, "account link sweep failed"),
+        }
+        match crate::auth::passkeys::sweep(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "unfinished passkey ceremonies removed"),
+            Err(e) => tracing::warn!(error = %e, "passkey ceremony sweep failed"),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod forms;
 pub mod links;
 pub mod pages;
+pub mod passkeys;
 pub mod password;
 pub mod redirect;
 pub mod self_service;

@@ -30,6 +30,9 @@ struct LoginPage {
     error: Option<&'static str>,
     /// Locked after too many failures: how long to wait ("about 2 minutes").
     retry_in: Option<String>,
+    /// Whether this portal can offer passkeys (it is reached by a domain name).
+    passkeys: bool,
+    script: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +40,7 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-fn home_for(is_staff: bool, next: Option<&str>) -> String {
+pub(crate) fn home_for(is_staff: bool, next: Option<&str>) -> String {
     match next.and_then(safe_next) {
         // Staff land in the back office unless they asked for a staff page.
         Some(next) if !is_staff || next.starts_with("/staff") => next.to_owned(),
@@ -55,6 +58,8 @@ fn render(
     let existing = state.cookies.anonymous_csrf_token(req).filter(|t| t.len() == 43);
     let token = existing.clone().unwrap_or_else(session::random_token);
     page.csrf_token = token.clone();
+    page.passkeys = state.passkeys.is_some();
+    page.script = crate::web::assets::url("passkeys.js");
     page.shell.flash = state.cookies.read_flash(req);
     let mut response = HttpResponse::build(status);
     if existing.is_none() {
@@ -80,6 +85,8 @@ async fn show(
         next: query.next.as_deref().and_then(safe_next).unwrap_or("").to_owned(),
         error: None,
         retry_in: None,
+        passkeys: false,
+        script: "",
     };
     render(&state, &req, StatusCode::OK, page)
 }
@@ -109,6 +116,8 @@ async fn submit(
         next: next.clone(),
         error: Some(error),
         retry_in: None,
+        passkeys: false,
+        script: "",
     };
     if form.email.trim().is_empty() || form.password.is_empty() {
         let page = retry("Enter your email address and your password.");

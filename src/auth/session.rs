@@ -24,6 +24,10 @@ pub struct Viewer {
     pub role: Role,
     pub customer: Option<CustomerRef>,
     pub csrf_token: String,
+    /// When this session last proved its user (sign-in or confirmation).
+    pub verified_at: time::OffsetDateTime,
+    /// A staff member who must add a passkey before anything else.
+    pub needs_passkey: bool,
 }
 
 impl Viewer {
@@ -144,7 +148,7 @@ pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Res
     Ok(Some(SignIn { token, remember: attempt.remember, is_staff: role.is_some_and(Role::is_staff) }))
 }
 
-fn seconds(d: Duration) -> i32 {
+pub(crate) fn seconds(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
@@ -157,8 +161,8 @@ pub async fn resolve(db: &Db, token: &str) -> Result<Option<Viewer>, AuthError> 
     let conn = db.unscoped().await?;
     let row = conn
         .query_opt(
-            "SELECT session_id, user_id, customer_id, role, email, name, customer_name, csrf_token \
-             FROM portal_session_resolve($1)",
+            "SELECT session_id, user_id, customer_id, role, email, name, customer_name, csrf_token, verified_at, \
+             needs_passkey FROM portal_session_resolve($1)",
             &[&token_hash(token)],
         )
         .await?;
@@ -176,6 +180,8 @@ pub async fn resolve(db: &Db, token: &str) -> Result<Option<Viewer>, AuthError> 
             role,
             customer,
             csrf_token: row.get("csrf_token"),
+            verified_at: row.get("verified_at"),
+            needs_passkey: row.get("needs_passkey"),
         })
     }))
 }

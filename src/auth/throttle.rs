@@ -63,6 +63,8 @@ pub enum Limit {
     RegistrationAddress,
     /// Email-change confirmations, per user.
     EmailChange,
+    /// Passkey sign-in ceremonies begun, per client network ([`ip_key`]).
+    PasskeyCeremonyIp,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -78,6 +80,7 @@ impl Limit {
             Limit::RegistrationIp => (10, HOUR),
             Limit::RegistrationAddress => (3, HOUR),
             Limit::EmailChange => (5, HOUR),
+            Limit::PasskeyCeremonyIp => (600, HOUR),
         }
     }
 
@@ -91,6 +94,7 @@ impl Limit {
             Limit::RegistrationIp => "registration_ip",
             Limit::RegistrationAddress => "registration_address",
             Limit::EmailChange => "email_change",
+            Limit::PasskeyCeremonyIp => "passkey_ceremony_ip",
         }
     }
 }

@@ -101,6 +101,19 @@ pub(crate) fn render(template: &str, params: &Value, to_name: &str, origin: &str
             let f = frame(origin, &subject, pick(&p.name, to_name));
             finish(subject, None, SignInAttackHtml { f: &f, p: &p }, SignInAttackText { f: &f, p: &p })
         }
+        "passkey_changed" => {
+            let mut p: PasskeyChanged = read(template, params)?;
+            p.at = readable_time(&p.at);
+            p.link = absolute(origin, "/settings/passkeys")?;
+            let subject = if p.added() {
+                "A passkey was added to your Portal account"
+            } else {
+                "A passkey was removed from your Portal account"
+            }
+            .to_owned();
+            let f = frame(origin, &subject, pick(&p.name, to_name));
+            finish(subject, None, PasskeyChangedHtml { f: &f, p: &p }, PasskeyChangedText { f: &f, p: &p })
+        }
         other => Err(format!("unknown email template {:?}", one_line(other))),
     }
 }
@@ -278,6 +291,28 @@ struct SignInAttack {
     ip: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct PasskeyChanged {
+    #[serde(deserialize_with = "line")]
+    name: String,
+    /// `added` or `removed`.
+    change: String,
+    #[serde(deserialize_with = "line")]
+    passkey_name: String,
+    #[serde(deserialize_with = "line")]
+    at: String,
+    #[serde(default, deserialize_with = "opt_line")]
+    ip: Option<String>,
+    #[serde(skip)]
+    link: String,
+}
+
+impl PasskeyChanged {
+    fn added(&self) -> bool {
+        self.change == "added"
+    }
+}
+
 /// One HTML and one plain-text template per email, both given the frame `f` and the params `p`.
 macro_rules! email_views {
     ($html:ident, $text:ident, $params:ty, $html_path:literal, $text_path:literal) => {
@@ -353,6 +388,13 @@ email_views!(
     "email/email_changed.txt.stpl"
 );
 email_views!(
+    PasskeyChangedHtml,
+    PasskeyChangedText,
+    PasskeyChanged,
+    "email/passkey_changed.html.stpl",
+    "email/passkey_changed.txt.stpl"
+);
+email_views!(
     SignInAttackHtml,
     SignInAttackText,
     SignInAttack,
@@ -392,6 +434,11 @@ mod tests {
             ),
             ("email_changed", json!({"name": "Dave", "new_email": "dave@new.example"})),
             ("sign_in_attack", json!({"name": "Dave", "failures": 25, "ip": null})),
+            (
+                "passkey_changed",
+                json!({"name": "Dave", "change": "added", "passkey_name": "Work laptop",
+                       "at": "2026-11-24T10:00:00Z", "ip": "203.0.113.9"}),
+            ),
         ]
     }
 

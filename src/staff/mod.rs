@@ -2,6 +2,7 @@
 
 pub mod customers;
 pub mod orders;
+pub mod security;
 
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
@@ -14,7 +15,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/staff", web::get().to(overview))
         .route("/staff/customers", web::get().to(customers))
         .configure(customers::routes)
-        .configure(orders::routes);
+        .configure(orders::routes)
+        .configure(security::routes);
 }
 
 pub struct CustomerSummary {

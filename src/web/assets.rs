@@ -25,6 +25,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         asset("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
         asset("icon.svg", "image/svg+xml", include_bytes!("../../static/icon.svg")),
         asset("live.js", "text/javascript; charset=utf-8", include_bytes!("../../static/live.js")),
+        asset("passkeys.js", "text/javascript; charset=utf-8", include_bytes!("../../static/passkeys.js")),
     ]
 });
 

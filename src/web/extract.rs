@@ -110,10 +110,42 @@ impl FromRequest for StaffScope {
             if !viewer.is_staff() {
                 return Err(AppError::Forbidden);
             }
+            // Staff must sign in with passkeys and this one has none yet: adding one comes first.
+            if viewer.needs_passkey {
+                return Err(AppError::Redirect(crate::accounts::passkeys::PAGE.into()));
+            }
             let state = state(&req)?;
             let db = state.db.staff_scope(Some(viewer.user_id)).await?;
             let flash = state.cookies.read_flash(&req);
             Ok(StaffScope { viewer, db, flash })
+        })
+    }
+}
+
+/// A signed-in user of either side and a scope for their own account (their
+/// customer's scope, or the staff scope): the pages about the account itself,
+/// which staff and customers share.
+pub struct AccountScope {
+    pub viewer: Viewer,
+    pub db: Scope,
+    pub flash: Option<Flash>,
+}
+
+impl FromRequest for AccountScope {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let viewer = require_viewer(&req).await?;
+            let state = state(&req)?;
+            let db = match &viewer.customer {
+                Some(customer) => state.db.customer_scope(customer.id, viewer.user_id).await?,
+                None => state.db.staff_scope(Some(viewer.user_id)).await?,
+            };
+            let flash = state.cookies.read_flash(&req);
+            Ok(AccountScope { viewer, db, flash })
         })
     }
 }
@@ -137,19 +169,46 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         let req = req.clone();
         Box::pin(async move {
             let body = body.await.map_err(|_| AppError::BadRequest("the form could not be read".into()))?;
-            let expected = match current_viewer(&req).await? {
-                Some(viewer) => Some(viewer.csrf_token),
-                None => state(&req)?.cookies.anonymous_csrf_token(&req),
-            };
             let sent = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().map(|f| f.csrf_token);
-            match (expected, sent) {
-                (Some(expected), Some(sent)) if tokens_match(&expected, &sent) => {}
-                _ => return Err(AppError::Csrf),
-            }
+            check_csrf(&req, sent).await?;
             serde_urlencoded::from_bytes::<T>(&body)
                 .map(CsrfForm)
                 .map_err(|e| AppError::BadRequest(format!("the form was incomplete: {e}")))
         })
+    }
+}
+
+/// A JSON body (the passkey ceremonies' `fetch` calls) whose `csrf_token` field
+/// matched, exactly as for [`CsrfForm`].
+pub struct CsrfJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for CsrfJson<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let body = body.await.map_err(|_| AppError::BadRequest("the request could not be read".into()))?;
+            let sent = serde_json::from_slice::<CsrfField>(&body).ok().map(|f| f.csrf_token);
+            check_csrf(&req, sent).await?;
+            serde_json::from_slice::<T>(&body)
+                .map(CsrfJson)
+                .map_err(|e| AppError::BadRequest(format!("the request was incomplete: {e}")))
+        })
+    }
+}
+
+/// The token a request sent against the session's (or, before sign-in, the `portal_csrf` cookie's).
+async fn check_csrf(req: &HttpRequest, sent: Option<String>) -> Result<(), AppError> {
+    let expected = match current_viewer(req).await? {
+        Some(viewer) => Some(viewer.csrf_token),
+        None => state(req)?.cookies.anonymous_csrf_token(req),
+    };
+    match (expected, sent) {
+        (Some(expected), Some(sent)) if tokens_match(&expected, &sent) => Ok(()),
+        _ => Err(AppError::Csrf),
     }
 }
 

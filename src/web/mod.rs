@@ -16,7 +16,7 @@ use sailfish::TemplateSimple;
 use crate::auth::session::Lifetimes;
 use crate::db::Db;
 pub use error::AppError;
-pub use extract::{CsrfForm, CustomerScope, StaffScope};
+pub use extract::{AccountScope, CsrfForm, CsrfJson, CustomerScope, StaffScope};
 pub use shell::{Flash, Section, Shell};
 
 /// Shared by every request.
@@ -28,6 +28,8 @@ pub struct AppState {
     pub lifetimes: Lifetimes,
     pub live: crate::live::Live,
     pub metrics_token: Option<secrecy::SecretString>,
+    /// The WebAuthn relying party; `None` when the origin is an IP address (browsers refuse those).
+    pub passkeys: Option<crate::auth::passkeys::Passkeys>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::ready))
         .route("/static/{file}", web::get().to(assets::serve))
         .configure(crate::auth::pages::routes)
+        .configure(crate::auth::passkeys::routes)
         .configure(crate::auth::links::routes)
         .configure(crate::auth::self_service::routes)
         .configure(crate::dashboard::routes)
@@ -120,6 +123,11 @@ macro_rules! partial {
 /// Renders a page.
 pub fn html(page: impl TemplateSimple) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
+}
+
+/// Renders a page with another status than 200 (a refused form, shown again).
+pub fn html_with_status(status: actix_web::http::StatusCode, body: String) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(body))
 }
 
 /// Redirects after a successful form (303, so a reload does not resubmit) with a message for the next page.

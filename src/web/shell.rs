@@ -45,6 +45,10 @@ impl Flash {
     pub fn info(text: impl Into<String>) -> Self {
         Flash { kind: FlashKind::Info, text: text.into() }
     }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        Flash { kind: FlashKind::Error, text: text.into() }
+    }
 }
 
 /// The sections of the two navigations; the current one is highlighted.
@@ -62,6 +66,7 @@ pub enum Section {
     Settings,
     StaffOverview,
     StaffCustomers,
+    StaffSecurity,
 }
 
 const CUSTOMER_NAV: &[(Section, &str, &str)] = &[
@@ -77,8 +82,11 @@ const CUSTOMER_NAV: &[(Section, &str, &str)] = &[
     (Section::Settings, "/settings", "Settings"),
 ];
 
-const STAFF_NAV: &[(Section, &str, &str)] =
-    &[(Section::StaffOverview, "/staff", "Overview"), (Section::StaffCustomers, "/staff/customers", "Customers")];
+const STAFF_NAV: &[(Section, &str, &str)] = &[
+    (Section::StaffOverview, "/staff", "Overview"),
+    (Section::StaffCustomers, "/staff/customers", "Customers"),
+    (Section::StaffSecurity, "/staff/security", "Security"),
+];
 
 pub struct NavLink {
     pub href: &'static str,
@@ -134,7 +142,7 @@ impl Shell {
                 role_label: viewer.role.label(),
                 initials: viewer.initials(),
                 csrf_token: viewer.csrf_token.clone(),
-                settings_href: (!staff).then_some("/settings"),
+                settings_href: Some(if staff { crate::accounts::passkeys::PAGE } else { "/settings" }),
             }),
             flash,
             css: assets::url("app.css"),

@@ -10,7 +10,7 @@ const ALICE: &str = "alice@acme.example";
 async fn alice_signs_in_and_sees_her_dashboard() {
     let app = spawn_app().await;
     let browser = Browser::launch().await;
-    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
 
     page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
     page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
@@ -36,7 +36,7 @@ async fn alice_signs_in_and_sees_her_dashboard() {
 async fn the_sign_in_form_is_usable_by_keyboard_alone() {
     let app = spawn_app().await;
     let browser = Browser::launch().await;
-    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
 
     let focused = "document.activeElement && document.activeElement.id";
     assert_eq!(page.eval::<String>(focused).await, "email", "the email field should have the focus");
@@ -59,7 +59,7 @@ async fn the_sign_in_form_is_usable_by_keyboard_alone() {
 async fn the_browser_harness_reports_what_the_console_would_show() {
     let app = spawn_app().await;
     let browser = Browser::launch().await;
-    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
     page.assert_no_problems().await;
 
     // Evaluated code is exempt from the CSP, but the inline script it inserts is not.
@@ -100,7 +100,7 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
     let app = spawn_app().await;
     let order = app.order_id("ORD-1042").await;
     let browser = Browser::launch().await;
-    let page = browser.new_page(&format!("{}/login?next=/orders/{order}", app.address)).await;
+    let page = browser.new_page(&format!("{}/login?next=/orders/{order}", app.origin)).await;
     page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
     page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
     page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
@@ -141,13 +141,13 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
 async fn alice_invites_a_colleague_who_joins_from_the_emailed_link() {
     let app = spawn_app().await;
     let browser = Browser::launch().await;
-    let page = browser.new_page(&format!("{}/login", app.address)).await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
     page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
     page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
     page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
     page.wait_for_path("/").await;
 
-    page.goto(format!("{}/team", app.address)).await.unwrap();
+    page.goto(format!("{}/team", app.origin)).await.unwrap();
     page.wait_for_path("/team").await;
     page.find_element("#invite-name").await.unwrap().click().await.unwrap().type_str("Dave Two").await.unwrap();
     page.find_element("#invite-email")
@@ -164,7 +164,7 @@ async fn alice_invites_a_colleague_who_joins_from_the_emailed_link() {
     page.assert_no_problems().await;
 
     let link = app.mail().wait_for("dave2@acme.example", "").await.link();
-    let invitee = browser.new_page(&format!("{}{link}", app.address)).await;
+    let invitee = browser.new_page(&format!("{}{link}", app.origin)).await;
     let focused = "document.activeElement && document.activeElement.id";
     assert_eq!(invitee.eval::<String>(focused).await, "name", "the form starts at the first field");
     invitee
@@ -194,4 +194,149 @@ async fn alice_invites_a_colleague_who_joins_from_the_emailed_link() {
     invitee.assert_no_problems().await;
 
     browser.close().await;
+}
+
+/// Passkeys end to end in Chromium, with DevTools' virtual authenticator
+/// standing in for the fingerprint reader: alice adds one in Settings, signs
+/// out, and signs in again with one click. The authenticator belongs to the
+/// tab, so all of it happens in one tab.
+#[tokio::test]
+async fn alice_adds_a_passkey_and_signs_in_with_it_without_typing() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
+    let authenticator = page.add_virtual_authenticator().await;
+    // The button, not the autofill: the virtual authenticator would answer the
+    // autofill request the moment the sign-in page loads, racing the click.
+    page.without_passkey_autofill().await;
+    sign_in_with_password_and_add_a_passkey(&app, &page, "Test laptop").await;
+    let credentials = page.virtual_credentials(&authenticator).await;
+    assert_eq!(credentials.len(), 1, "the authenticator holds the new passkey");
+    assert!(credentials[0].is_resident_credential, "a discoverable credential");
+    let sign_count = credentials[0].sign_count;
+
+    // Signed out, in the same tab: the passkey stays on the authenticator.
+    let _: bool = page.eval(r#"document.querySelector('form[action="/logout"]').submit(); true"#).await;
+    page.wait_for_path("/login").await;
+
+    // Signing in: one click, no email, no password (the credential is discoverable).
+    let sign_in = r#"form[data-passkey="sign-in"]"#;
+    page.wait_until(&format!("!document.querySelector('{sign_in}').hidden")).await;
+    page.find_element(&format!("{sign_in} [data-passkey-button]")).await.unwrap().click().await.unwrap();
+    passkey_outcome(&page, sign_in, "location.pathname === '/' && document.readyState === 'complete'").await;
+    let heading = page.text("h1").await;
+    assert!(heading.starts_with("Welcome back"), "{heading}");
+    let text = page.text("body").await;
+    assert!(text.contains("Acme Manufacturing"), "{text}");
+    let credentials = page.virtual_credentials(&authenticator).await;
+    assert!(credentials[0].sign_count > sign_count, "the authenticator signed with the passkey");
+
+    assert_signed_in_with_a_passkey(&app).await;
+    page.assert_no_problems().await;
+
+    browser.close().await;
+}
+
+/// The other way in with a passkey: the sign-in page asks for it in the
+/// background (autofill, "conditional mediation"). Chromium's virtual
+/// authenticator answers such a request at once, as a person picking the
+/// passkey from the email field's suggestions would: no click, no typing.
+#[tokio::test]
+async fn a_passkey_offered_by_autofill_signs_alice_in() {
+    let app = spawn_app().await;
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login", app.origin)).await;
+    page.add_virtual_authenticator().await;
+    sign_in_with_password_and_add_a_passkey(&app, &page, "Phone").await;
+
+    let _: bool = page.eval(r#"document.querySelector('form[action="/logout"]').submit(); true"#).await;
+    page.wait_for_path("/login").await;
+    passkey_outcome(
+        &page,
+        r#"form[data-passkey="sign-in"]"#,
+        "location.pathname === '/' && document.readyState === 'complete'",
+    )
+    .await;
+    let heading = page.text("h1").await;
+    assert!(heading.starts_with("Welcome back"), "{heading}");
+
+    assert_signed_in_with_a_passkey(&app).await;
+    page.assert_no_problems().await;
+
+    browser.close().await;
+}
+
+/// Signs alice in with her password in `page`, and adds a passkey named `name`
+/// in Settings (the tab needs a virtual authenticator).
+async fn sign_in_with_password_and_add_a_passkey(
+    app: &crate::support::TestApp,
+    page: &crate::support::browser::Page,
+    name: &str,
+) {
+    // localhost, not 127.0.0.1: a relying party id must be a domain name.
+    assert!(app.origin.starts_with("http://localhost:"), "{}", app.origin);
+    page.find_element("#email").await.unwrap().click().await.unwrap().type_str(ALICE).await.unwrap();
+    page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
+    page.find_element(r#"form[action="/login"] button[type=submit]"#).await.unwrap().click().await.unwrap();
+    page.wait_for_path("/").await;
+
+    // The page asks the authenticator, sends its answer, and comes back listing the passkey.
+    page.goto(format!("{}/settings/passkeys", app.origin)).await.unwrap();
+    page.wait_for_path("/settings/passkeys").await;
+    page.wait_until("!document.querySelector('#passkey-add').hidden").await;
+    page.find_element("#passkey-name").await.unwrap().click().await.unwrap().type_str(name).await.unwrap();
+    page.find_element("#passkey-add [data-passkey-button]").await.unwrap().click().await.unwrap();
+    let listed = format!(
+        "!!document.querySelector('#passkey-list') \
+         && document.querySelector('#passkey-list').innerText.includes({name:?})"
+    );
+    passkey_outcome(page, "#passkey-add", &listed).await;
+
+    let names: Vec<String> = app
+        .sql()
+        .await
+        .query("SELECT k.name FROM passkeys k JOIN users u ON u.id = k.user_id WHERE u.email = $1", &[&ALICE])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(names, [name]);
+}
+
+/// Alice's latest sign-in was by passkey, and her passkey's use is recorded.
+async fn assert_signed_in_with_a_passkey(app: &crate::support::TestApp) {
+    let sql = app.sql().await;
+    let method: Option<String> = sql
+        .query_one(
+            "SELECT a.details->>'method' FROM activity_log a JOIN users u ON u.id = a.actor_user_id \
+             WHERE u.email = $1 AND a.action = 'auth.sign_in' ORDER BY a.id DESC LIMIT 1",
+            &[&ALICE],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(method.as_deref(), Some("passkey"));
+    let unused: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM passkeys k JOIN users u ON u.id = k.user_id \
+             WHERE u.email = $1 AND k.last_used_at IS NULL",
+            &[&ALICE],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unused, 0, "the passkey's last use is recorded");
+}
+
+/// Waits until `done`, or until the passkey form `form` shows an error, and
+/// fails with that error (what the server or the browser said) if it does.
+async fn passkey_outcome(page: &crate::support::browser::Page, form: &str, done: &str) {
+    let error = format!("document.querySelector('{form} [data-passkey-error]')");
+    page.wait_until(&format!("({done}) || !!({error} && !{error}.hidden)")).await;
+    if !page.eval::<bool>(&format!("!!({done})")).await {
+        let message: String = page.eval(&format!("{error}.textContent")).await;
+        let problems = page.problems().await;
+        panic!("the passkey ceremony failed: {message:?}\nbrowser problems:\n{}", problems.join("\n"));
+    }
 }

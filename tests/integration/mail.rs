@@ -255,7 +255,7 @@ async fn without_smtp_emails_are_written_as_files() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].file_name().unwrap().to_string_lossy().ends_with(&format!("-outbox-{id}.eml")));
     let raw = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(raw.contains(&format!("Message-ID: <outbox-{id}@127.0.0.1>")), "{raw}");
+    assert!(raw.contains(&format!("Message-ID: <outbox-{id}@localhost>")), "{raw}");
     assert!(raw.contains("Subject: Reset your Portal password"));
     assert!(raw.contains("password/reset/secret-token-123"));
     assert!(app.mail().all().is_empty());

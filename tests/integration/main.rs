@@ -11,6 +11,7 @@ mod browser;
 mod live;
 mod mail;
 mod pages;
+mod passkeys;
 mod settings;
 mod sign_in;
 mod staff_orders;

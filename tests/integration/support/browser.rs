@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use chromiumoxide::BrowserConfig;
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel};
+use chromiumoxide::cdp::browser_protocol::web_authn::{
+    self, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol, AuthenticatorTransport,
+    VirtualAuthenticatorOptions,
+};
 use chromiumoxide::cdp::js_protocol::runtime::{ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown};
 use chromiumoxide::listeners::EventStream;
 use futures_util::{FutureExt, StreamExt};
@@ -279,6 +283,54 @@ impl Page {
     pub async fn assert_no_problems(&self) {
         let problems = self.problems().await;
         assert!(problems.is_empty(), "the browser reported problems:\n{}", problems.join("\n"));
+    }
+
+    /// Gives this tab a virtual platform authenticator (DevTools' WebAuthn
+    /// domain): CTAP2, built in, with discoverable credentials and user
+    /// verification that always succeeds, answering every prompt at once as if
+    /// a person touched it. It belongs to this tab's target and lives as long as
+    /// the tab, across navigations, so the passkeys it creates can sign in later
+    /// in the same tab. Returns its id (for the other WebAuthn commands).
+    pub async fn add_virtual_authenticator(&self) -> AuthenticatorId {
+        // Without the UI: nothing would be there to answer a dialog.
+        self.page.execute(web_authn::EnableParams::builder().enable_ui(false).build()).await.expect("WebAuthn.enable");
+        let options = VirtualAuthenticatorOptions::builder()
+            .protocol(AuthenticatorProtocol::Ctap2)
+            .transport(AuthenticatorTransport::Internal)
+            .has_resident_key(true)
+            .has_user_verification(true)
+            .is_user_verified(true)
+            .automatic_presence_simulation(true)
+            .build()
+            .expect("virtual authenticator options");
+        self.page
+            .execute(AddVirtualAuthenticatorParams::new(options))
+            .await
+            .expect("WebAuthn.addVirtualAuthenticator")
+            .result
+            .authenticator_id
+    }
+
+    /// From the next document on, this tab's browser offers no passkey autofill:
+    /// `PublicKeyCredential.isConditionalMediationAvailable()` resolves false, as
+    /// in browsers without it. Chromium's virtual authenticator answers an
+    /// autofill (conditional) request by itself, as if the person had picked the
+    /// passkey the moment the page loaded, so a test of an explicit button needs
+    /// the autofill out of the way. Until the tab closes.
+    pub async fn without_passkey_autofill(&self) {
+        let script = "if (window.PublicKeyCredential) \
+                      PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);";
+        self.page.evaluate_on_new_document(script).await.expect("Page.addScriptToEvaluateOnNewDocument");
+    }
+
+    /// The credentials on a virtual authenticator of this tab.
+    pub async fn virtual_credentials(&self, authenticator: &AuthenticatorId) -> Vec<web_authn::Credential> {
+        self.page
+            .execute(web_authn::GetCredentialsParams::new(authenticator.clone()))
+            .await
+            .expect("WebAuthn.getCredentials")
+            .result
+            .credentials
     }
 }
 

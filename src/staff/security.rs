@@ -1,0 +1,100 @@
+//! Staff → Security: whether staff must sign in with passkeys, and who has one.
+//!
+//! With the requirement on, a staff member who has a passkey can no longer
+//! sign in with a password, and one who has none is sent to add one before
+//! anything else in the back office opens.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::auth::forms::client_ip;
+use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/staff/security", web::get().to(show)).route("/staff/security", web::post().to(update));
+}
+
+pub struct StaffMember {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub passkeys: i64,
+    pub password_sign_in: bool,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/security.stpl")]
+struct SecurityPage {
+    shell: Shell,
+    csrf_token: String,
+    required: bool,
+    may_change: bool,
+    staff: Vec<StaffMember>,
+}
+
+async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
+    let required: bool = cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get(0);
+    // Staff read only their own passkeys; how many each colleague has comes from a counting function.
+    let rows = cx
+        .db
+        .query(
+            "SELECT u.id, u.name, u.email, u.role, u.password_sign_in, coalesce(c.passkeys, 0) AS passkeys \
+             FROM users u LEFT JOIN portal_staff_passkey_counts() c ON c.user_id = u.id \
+             WHERE u.customer_id IS NULL AND u.disabled_at IS NULL ORDER BY u.name, u.email",
+            &[],
+        )
+        .await?;
+    let staff = rows
+        .iter()
+        .map(|r| StaffMember {
+            id: r.get("id"),
+            name: r.get("name"),
+            email: r.get("email"),
+            role: Role::parse(r.get("role")).map_or("Staff", Role::label),
+            passkeys: r.get("passkeys"),
+            password_sign_in: r.get("password_sign_in"),
+        })
+        .collect();
+    let page = SecurityPage {
+        shell: Shell::page(&cx.viewer, "Security", Section::StaffSecurity, cx.flash.clone()),
+        csrf_token: cx.viewer.csrf_token.clone(),
+        required,
+        may_change: cx.viewer.role == Role::StaffAdmin,
+        staff,
+    };
+    html(page)
+}
+
+#[derive(Deserialize)]
+pub struct RequireForm {
+    required: String,
+}
+
+async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    CsrfForm(form): CsrfForm<RequireForm>,
+) -> Result<HttpResponse, AppError> {
+    let required = match form.required.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(AppError::BadRequest("required must be on or off".into())),
+    };
+    let changed: bool =
+        cx.db.query_one("SELECT portal_staff_passkeys_require($1, $2)", &[&required, &client_ip(&req)]).await?.get(0);
+    if !changed {
+        return Err(AppError::Forbidden);
+    }
+    cx.db.commit().await?;
+    let said = if required {
+        "Staff must now sign in with a passkey. Staff without one will be asked to add one when they next sign in."
+    } else {
+        "Passkeys are optional for staff again."
+    };
+    Ok(redirect_with_flash(&state, "/staff/security", Flash::success(said)))
+}
