@@ -13,7 +13,9 @@ ALTER TABLE users ADD COLUMN password_sign_in boolean NOT NULL DEFAULT true;
 
 -- When the user last proved who they are in this session (sign-in, or the
 -- confirmation page). Sensitive changes need it to be recent.
-ALTER TABLE sessions ADD COLUMN verified_at timestamptz NOT NULL DEFAULT now();
+-- Sessions open when this migration runs have proven nothing recently.
+ALTER TABLE sessions ADD COLUMN verified_at timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE sessions ALTER COLUMN verified_at SET DEFAULT now();
 
 -- Settings of the whole portal that staff admins change. One row.
 CREATE TABLE portal_settings (
@@ -228,10 +230,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 $$;
 
 -- Records a successful use: the updated counter and backup flags, and when.
+-- In a user's scope only their own keys; the stored counter never goes back
+-- (two sign-ins at once must not lower it).
 CREATE FUNCTION portal_passkey_used(p_passkey uuid, p_credential jsonb)
 RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    UPDATE passkeys SET credential = coalesce(p_credential, credential), last_used_at = now() WHERE id = p_passkey
+    UPDATE passkeys
+    SET credential = CASE
+            WHEN p_credential IS NOT NULL
+             AND coalesce((p_credential #>> '{cred,counter}')::bigint, 0)
+                 >= coalesce((credential #>> '{cred,counter}')::bigint, 0)
+            THEN p_credential ELSE credential END,
+        last_used_at = now()
+    WHERE id = p_passkey AND (portal_user() IS NULL OR user_id = portal_user())
 $$;
 
 -- A signature counter that went backwards: the credential may have been copied.
@@ -242,7 +253,7 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT u.customer_id, NULL, u.email, 'auth.passkey_clone_suspected', 'passkey', k.id, p_ip,
            jsonb_build_object('name', k.name)
     FROM passkeys k JOIN users u ON u.id = k.user_id
-    WHERE k.id = p_passkey
+    WHERE k.id = p_passkey AND (portal_user() IS NULL OR k.user_id = portal_user())
 $$;
 
 -- Tells the owner that the keys to their account changed.
@@ -256,10 +267,13 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
                                'ip', host(p_ip)))
 $$;
 
--- Adds a passkey to the current user. NULL when the credential is already
--- registered (to anyone: one authenticator key belongs to one account).
-CREATE FUNCTION portal_passkey_add(p_credential_id bytea, p_credential jsonb, p_name text, p_ip inet)
-RETURNS uuid
+-- Adds a passkey to the current user: a new way into the account, so it
+-- needs a recent confirmation (a stolen session must not plant its own key).
+-- Returns 'added', 'unconfirmed', or 'duplicate' when the credential is
+-- already registered (to anyone: one authenticator key belongs to one account).
+CREATE FUNCTION portal_passkey_add(p_session uuid, p_window_seconds integer, p_credential_id bytea, p_credential jsonb,
+                                   p_name text, p_ip inet)
+RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_user users%ROWTYPE;
@@ -269,18 +283,21 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no current user' USING ERRCODE = '42501';
     END IF;
+    IF NOT portal_session_recently_verified(p_session, p_window_seconds) THEN
+        RETURN 'unconfirmed';
+    END IF;
     INSERT INTO passkeys (user_id, customer_id, credential_id, credential, name)
     VALUES (v_user.id, v_user.customer_id, p_credential_id, p_credential, btrim(p_name))
     ON CONFLICT (credential_id) DO NOTHING
     RETURNING id INTO v_id;
     IF v_id IS NULL THEN
-        RETURN NULL;
+        RETURN 'duplicate';
     END IF;
     INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, ip, details)
     VALUES (v_user.customer_id, v_user.id, v_user.email, 'auth.passkey_added', 'passkey', v_id, p_ip,
             jsonb_build_object('name', btrim(p_name)));
     PERFORM portal_passkey_notice(v_user, 'added', btrim(p_name), p_ip);
-    RETURN v_id;
+    RETURN 'added';
 END
 $$;
 
@@ -358,8 +375,10 @@ BEGIN
         RETURN 'no_passkey';
     END IF;
     IF NOT p_enabled AND v_user.password_sign_in IS DISTINCT FROM p_enabled THEN
-        -- Nobody signs in with the password any more: reset links in flight die with it.
+        -- Nobody signs in with the password any more: reset links in flight die with it, and
+        -- so does every other session, which may have been opened with a leaked password.
         DELETE FROM account_tokens WHERE user_id = v_user.id AND purpose = 'password_reset' AND used_at IS NULL;
+        DELETE FROM sessions WHERE user_id = v_user.id AND id <> p_session;
     END IF;
     UPDATE users SET password_sign_in = p_enabled WHERE id = v_user.id;
     INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, ip)
@@ -440,7 +459,7 @@ BEGIN
         'portal_passkey_used(uuid, jsonb)',
         'portal_passkey_clone_suspected(uuid, inet)',
         'portal_passkey_notice(users, text, text, inet)',
-        'portal_passkey_add(bytea, jsonb, text, inet)',
+        'portal_passkey_add(uuid, integer, bytea, jsonb, text, inet)',
         'portal_passkey_rename(uuid, text, inet)',
         'portal_session_recently_verified(uuid, integer)',
         'portal_passkey_remove(uuid, uuid, integer, inet)',
@@ -453,17 +472,22 @@ BEGIN
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE format('ALTER FUNCTION %s OWNER TO portal_auth', f);
     END LOOP;
-    -- Entry points; the helpers (password_allowed, passkey_notice) stay internal.
+    -- Sign-in runs on the customer pool before anyone is known: portal_app only.
     FOREACH f IN ARRAY ARRAY[
         'portal_session_create(uuid, bytea, text, boolean, integer, integer, inet, text, text)',
         'portal_session_resolve(bytea)',
+        'portal_passkey_lookup(bytea)']
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO portal_app', f);
+    END LOOP;
+    -- Entry points of both sides; the helpers (password_allowed, passkey_notice) stay internal.
+    FOREACH f IN ARRAY ARRAY[
         'portal_ceremony_put(text, text, uuid, jsonb, integer)',
         'portal_ceremony_take(text, text, uuid)',
-        'portal_passkey_lookup(bytea)',
         'portal_passkeys_mine()',
         'portal_passkey_used(uuid, jsonb)',
         'portal_passkey_clone_suspected(uuid, inet)',
-        'portal_passkey_add(bytea, jsonb, text, inet)',
+        'portal_passkey_add(uuid, integer, bytea, jsonb, text, inet)',
         'portal_passkey_rename(uuid, text, inet)',
         'portal_session_recently_verified(uuid, integer)',
         'portal_passkey_remove(uuid, uuid, integer, inet)',

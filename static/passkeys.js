@@ -152,6 +152,8 @@
     start(form)
       .then(function (data) {
         if (data.error) throw new Error(data.error);
+        // Asked to confirm who you are first.
+        if (data.redirect) return window.location.assign(data.redirect);
         return navigator.credentials.create(creationOptions(data.options)).then(function (cred) {
           return finish(form, data, { name: field(form, "name"), credential: registration(cred) });
         });

@@ -129,6 +129,10 @@ async fn register_start(
     CsrfJson(_): CsrfJson<Nothing>,
 ) -> Result<HttpResponse, AppError> {
     let relying_party = passkeys::passkeys_for(&state)?;
+    // A new way into the account: a session that has not proven its user lately confirms first.
+    if !recently_verified(&cx).await? {
+        return Ok(go(&confirm_url(PAGE)));
+    }
     let existing = mine(&cx.db).await?;
     // The same authenticator cannot be added twice: the browser says so before asking.
     let exclude = existing.iter().map(|(_, key)| key.cred_id().clone()).collect::<Vec<_>>();
@@ -204,19 +208,27 @@ async fn register_finish(
     let count = load_keys(&cx.db).await?.len();
     let name = if name.is_empty() { format!("Passkey {}", count + 1) } else { name };
     let credential = serde_json::to_value(&key).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let id: Option<Uuid> = cx
+    let outcome: String = cx
         .db
         .query_one(
-            "SELECT portal_passkey_add($1, $2, $3, $4)",
-            &[&key.cred_id().as_slice(), &credential, &name, &client_ip(&req)],
+            "SELECT portal_passkey_add($1, $2, $3, $4, $5, $6)",
+            &[
+                &cx.viewer.session_id,
+                &window_seconds(),
+                &key.cred_id().as_slice(),
+                &credential,
+                &name,
+                &client_ip(&req),
+            ],
         )
         .await?
         .get(0);
-    if id.is_none() {
-        cx.db.commit().await?;
-        return Ok(refuse(StatusCode::CONFLICT, "That passkey is already registered."));
-    }
     cx.db.commit().await?;
+    match outcome.as_str() {
+        "added" => {}
+        "unconfirmed" => return Ok(go(&confirm_url(PAGE))),
+        _ => return Ok(refuse(StatusCode::CONFLICT, "That passkey is already registered.")),
+    }
     let mut response = go(PAGE);
     response
         .add_cookie(
@@ -273,13 +285,22 @@ async fn refuse_rename(
     render_page(state, cx, StatusCode::UNPROCESSABLE_ENTITY, Some((id, typed, why))).await
 }
 
+fn confirm_url(back: &str) -> String {
+    format!("/settings/confirm?next={}", crate::web::encode_query_value(back))
+}
+
+/// Whether this session proved its user within the confirmation window.
+async fn recently_verified(cx: &AccountScope) -> Result<bool, AppError> {
+    let row = cx
+        .db
+        .query_one("SELECT portal_session_recently_verified($1, $2)", &[&cx.viewer.session_id, &window_seconds()])
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Sends the user to confirm who they are, then back to `back`.
 fn ask_to_confirm(state: &AppState, back: &str, why: &str) -> HttpResponse {
-    let to = format!(
-        "/settings/confirm?next={}",
-        percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
-    );
-    redirect_with_flash(state, &to, Flash::info(why))
+    redirect_with_flash(state, &confirm_url(back), Flash::info(why))
 }
 
 async fn remove(
@@ -343,7 +364,8 @@ async fn set_password_sign_in(
             let said = if enabled {
                 "Password sign-in is on: your password works again, as well as your passkeys."
             } else {
-                "Password sign-in is off: only your passkeys can sign in to this account."
+                "Password sign-in is off: only your passkeys can sign in to this account, and every other session \
+                 was signed out."
             };
             Ok(redirect_with_flash(&state, PAGE, Flash::success(said)))
         }
@@ -382,8 +404,12 @@ async fn render_confirm(
     next: String,
     error: Option<String>,
 ) -> Result<HttpResponse, AppError> {
-    let password = password_sign_in(&cx.db, cx.viewer.user_id).await?;
-    let passkey = state.passkeys.is_some() && !load_keys(&cx.db).await?.is_empty();
+    let has_keys = !load_keys(&cx.db).await?.is_empty();
+    // The password is offered only where it can sign in (see portal_password_allowed).
+    let staff_required = cx.viewer.is_staff()
+        && cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get::<_, bool>(0);
+    let password = password_sign_in(&cx.db, cx.viewer.user_id).await? && !(staff_required && has_keys);
+    let passkey = state.passkeys.is_some() && has_keys;
     let section = if cx.viewer.is_staff() { Section::StaffSecurity } else { Section::Settings };
     let page = ConfirmPage {
         shell: Shell::page(&cx.viewer, "Confirm it's you", section, cx.flash.clone()),
@@ -503,6 +529,11 @@ async fn confirm_finish(
     };
     let keys = mine(&cx.db).await?;
     let used = keys.iter().find(|(_, key)| key.cred_id().as_slice() == form.credential.get_credential_id());
+    // A key removed since the ceremony began no longer proves anything.
+    if used.is_none() {
+        cx.db.commit().await?;
+        return Ok(refuse(StatusCode::UNAUTHORIZED, passkeys::NOT_ACCEPTED));
+    }
     let result = match relying_party.webauthn().finish_passkey_authentication(&form.credential, &authentication) {
         Ok(result) => result,
         Err(e) => {

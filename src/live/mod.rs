@@ -44,6 +44,10 @@ async fn socket(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         return Err(AppError::CrossSite);
     }
     let viewer = current_viewer(&req).await?.ok_or(AppError::Unauthorized)?;
+    // Staff who must add a passkey first see no back-office data, live or not.
+    if viewer.needs_passkey {
+        return Err(AppError::Forbidden);
+    }
     let audience = Audience {
         session_id: viewer.session_id,
         user_id: viewer.user_id,
@@ -63,7 +67,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     };
     if !token_ok {
         match current_viewer(&req).await? {
-            Some(viewer) if viewer.is_staff() => {}
+            Some(viewer) if viewer.is_staff() && !viewer.needs_passkey => {}
             Some(_) => return Err(AppError::Forbidden),
             None => return Err(AppError::Unauthorized),
         }

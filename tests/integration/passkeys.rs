@@ -16,6 +16,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs_proto::{AllowCredentials, CreationChallengeResponse, PublicKeyCredential, RequestChallengeResponse};
 
+use crate::support::live::{Refusal, open};
 use crate::support::{Client, PASSWORD, TestApp, csrf_in, location, spawn_app};
 
 const ALICE: &str = "alice@acme.example";
@@ -335,6 +336,10 @@ async fn sensitive_changes_ask_to_confirm_after_ten_minutes() {
 
     let id = passkey_id(&app, "Second").await;
     let csrf = alice.csrf_token("/settings/passkeys").await;
+    // Adding a passkey is a new way in: it needs the confirmation too.
+    let response = post_json(&alice, "/settings/passkeys/register/start", &json!({ "csrf_token": csrf })).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["redirect"], "/settings/confirm?next=%2Fsettings%2Fpasskeys");
     let response = alice.post_form(&format!("/settings/passkeys/{id}/remove"), &[("csrf_token", &csrf)]).await;
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/settings/confirm?next=%2Fsettings%2Fpasskeys");
@@ -384,7 +389,10 @@ async fn with_password_sign_in_off_only_the_passkey_gets_in() {
 
     let mut device = Device::new();
     register(&app, &alice, &mut device, "Only key").await;
+    let elsewhere = app.signed_in(ALICE).await;
     assert_eq!(alice.post_form("/settings/passkeys/password", &off).await.status(), 303);
+    // A session that may have come from a leaked password ends.
+    assert_eq!(elsewhere.get("/").await.status(), 303);
     assert!(alice.get_html("/settings/passkeys").await.contains("only your passkeys can sign in"));
 
     // The right password is now refused like a wrong one; the passkey works.
@@ -457,6 +465,9 @@ async fn staff_can_require_passkeys_for_staff() {
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/settings/passkeys");
     assert!(staff.get_html("/settings/passkeys").await.contains("Staff must sign in with a passkey"));
+    // Nor the live feed, nor the metrics.
+    assert!(matches!(open(&staff, Some(&app.origin)).await, Err(Refusal::Status(403))));
+    assert_eq!(staff.get("/metrics").await.status(), 403);
 
     let mut device = Device::new();
     register(&app, &staff, &mut device, "Staff key").await;
