@@ -90,6 +90,14 @@ async fn password_sign_in(db: &Scope, user: Uuid) -> Result<bool, AppError> {
     Ok(db.query_one("SELECT password_sign_in FROM users WHERE id = $1", &[&user]).await?.get(0))
 }
 
+/// Whether the viewer is staff and staff must sign in with passkeys.
+async fn staff_passkeys_required(cx: &AccountScope) -> Result<bool, AppError> {
+    if !cx.viewer.is_staff() {
+        return Ok(false);
+    }
+    Ok(cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get(0))
+}
+
 async fn render_page(
     state: &AppState,
     cx: AccountScope,
@@ -98,8 +106,7 @@ async fn render_page(
 ) -> Result<HttpResponse, AppError> {
     let keys = load_keys(&cx.db).await?;
     let password_sign_in = password_sign_in(&cx.db, cx.viewer.user_id).await?;
-    let staff_required = cx.viewer.is_staff()
-        && cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get::<_, bool>(0);
+    let staff_required = staff_passkeys_required(&cx).await?;
     let section = if cx.viewer.is_staff() { Section::StaffSecurity } else { Section::Settings };
     let page = PasskeysPage {
         shell: Shell::page(&cx.viewer, "Passkeys", section, cx.flash.clone()),
@@ -406,8 +413,7 @@ async fn render_confirm(
 ) -> Result<HttpResponse, AppError> {
     let has_keys = !load_keys(&cx.db).await?.is_empty();
     // The password is offered only where it can sign in (see portal_password_allowed).
-    let staff_required = cx.viewer.is_staff()
-        && cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get::<_, bool>(0);
+    let staff_required = staff_passkeys_required(&cx).await?;
     let password = password_sign_in(&cx.db, cx.viewer.user_id).await? && !(staff_required && has_keys);
     let passkey = state.passkeys.is_some() && has_keys;
     let section = if cx.viewer.is_staff() { Section::StaffSecurity } else { Section::Settings };
@@ -439,13 +445,13 @@ pub struct ConfirmForm {
     next: Option<String>,
 }
 
-fn confirmed(state: &AppState, next: &str) -> HttpResponse {
+fn confirmed_flash() -> Flash {
     let minutes = CONFIRM_WINDOW.as_secs() / 60;
-    redirect_with_flash(
-        state,
-        next,
-        Flash::success(format!("Confirmed. For the next {minutes} minutes you won't be asked again.")),
-    )
+    Flash::success(format!("Confirmed. For the next {minutes} minutes you won't be asked again."))
+}
+
+fn confirmed(state: &AppState, next: &str) -> HttpResponse {
+    redirect_with_flash(state, next, confirmed_flash())
 }
 
 async fn confirm_with_password(
@@ -546,25 +552,14 @@ async fn confirm_finish(
         }
     };
     if let Some((id, key)) = used {
-        let mut key = key.clone();
-        let updated = match key.update_credential(&result) {
-            Some(true) => Some(serde_json::to_value(&key).map_err(|e| AppError::BadRequest(e.to_string()))?),
-            _ => None,
-        };
+        let updated = passkeys::after_use(&mut key.clone(), &result)?;
         cx.db.execute("SELECT portal_passkey_used($1, $2)", &[id, &updated]).await?;
     }
     cx.db.execute("SELECT portal_session_verify($1, 'passkey', $2)", &[&cx.viewer.session_id, &ip]).await?;
     cx.db.commit().await?;
     let next = back_to(form.next.as_deref());
     let mut response = go(&next);
-    let minutes = CONFIRM_WINDOW.as_secs() / 60;
-    response
-        .add_cookie(
-            &state
-                .cookies
-                .flash(&Flash::success(format!("Confirmed. For the next {minutes} minutes you won't be asked again."))),
-        )
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    response.add_cookie(&state.cookies.flash(&confirmed_flash())).map_err(|e| AppError::BadRequest(e.to_string()))?;
     Ok(response)
 }
 

@@ -305,10 +305,7 @@ async fn finish_sign_in(
     if !row.get::<_, bool>("usable") {
         return Ok(Err(Refusal::Unusable));
     }
-    let updated = match passkey.update_credential(&result) {
-        Some(true) => Some(to_json(&passkey)?),
-        _ => None,
-    };
+    let updated = after_use(&mut passkey, &result)?;
     let token = random_token();
     let remember = form.remember;
     let lifetimes = request.lifetimes;
@@ -334,6 +331,17 @@ async fn finish_sign_in(
     tx.commit().await.map_err(AuthError::from)?;
     let is_staff = Role::parse(row.get("role")).is_some_and(Role::is_staff);
     Ok(Ok(SignIn { token, remember, is_staff }))
+}
+
+/// The key's new stored form after a successful use (counter, backup flags), or `None` when nothing changed.
+pub fn after_use(
+    passkey: &mut Passkey,
+    result: &webauthn_rs::prelude::AuthenticationResult,
+) -> Result<Option<serde_json::Value>, AppError> {
+    match passkey.update_credential(result) {
+        Some(true) => Ok(Some(to_json(passkey)?)),
+        _ => Ok(None),
+    }
 }
 
 /// A webauthn-rs failure where none should happen (starting a ceremony).
