@@ -1,5 +1,7 @@
 //! Orders and projects: the list, the order page with its stage timeline.
 
+pub mod moves;
+
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;

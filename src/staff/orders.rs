@@ -6,21 +6,16 @@ use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::Scope;
+use crate::orders::moves::{self, MoveErrors};
 use crate::orders::{OrderRow, StageStep};
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/staff/orders/{id}", web::get().to(show)).route("/staff/orders/{id}/stage", web::post().to(move_stage));
 }
-
-/// The longest note customers see on the timeline (the column allows 2,000).
-pub const CUSTOMER_NOTE_MAX: usize = 2000;
-/// The longest internal note (the column allows 4,000).
-pub const INTERNAL_NOTE_MAX: usize = 4000;
 
 /// A stage of the order's workflow, as the form offers it.
 pub struct Stage {
@@ -58,20 +53,6 @@ pub struct TimelineEntry {
     pub internal_note: Option<String>,
     pub actor: Option<String>,
     pub reached_at: OffsetDateTime,
-}
-
-/// What went wrong with a submitted form, field by field.
-#[derive(Default)]
-pub struct MoveErrors {
-    pub stage: Option<&'static str>,
-    pub customer_note: Option<String>,
-    pub internal_note: Option<String>,
-}
-
-impl MoveErrors {
-    pub fn any(&self) -> bool {
-        self.stage.is_some() || self.customer_note.is_some() || self.internal_note.is_some()
-    }
 }
 
 /// The "Move to stage" form as shown: the selected stage, the notes as typed, the errors.
@@ -204,65 +185,6 @@ pub struct MoveInput {
     internal_note: String,
 }
 
-/// A note as stored: line breaks as browsers count them (one character each), no surrounding blanks.
-fn clean_note(note: &str) -> String {
-    note.replace("\r\n", "\n").replace('\r', "\n").trim().to_owned()
-}
-
-fn too_long(what: &str, note: &str, max: usize) -> Option<String> {
-    let length = note.chars().count();
-    (length > max)
-        .then(|| format!("The {what} is {} characters long; shorten it to at most {}.", group(length), group(max)))
-}
-
-/// 2000 → "2,000".
-fn group(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The order as it is before the move, locked until the transaction ends.
-struct Current {
-    customer_id: Uuid,
-    number: String,
-    workflow_id: Uuid,
-    stage_id: Uuid,
-    stage_name: String,
-    status: String,
-}
-
-impl Current {
-    fn from_row(row: &Row) -> Self {
-        Current {
-            customer_id: row.get("customer_id"),
-            number: row.get("number"),
-            workflow_id: row.get("workflow_id"),
-            stage_id: row.get("stage_id"),
-            stage_name: row.get("stage_name"),
-            status: row.get("status"),
-        }
-    }
-}
-
-/// The status an order has after reaching a stage: a final stage completes it,
-/// a cancelled order stays cancelled otherwise, anything else is open.
-fn status_after(terminal: bool, status: &str) -> &'static str {
-    if terminal {
-        "completed"
-    } else if status == "cancelled" {
-        "cancelled"
-    } else {
-        "open"
-    }
-}
-
 async fn move_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -272,45 +194,14 @@ async fn move_stage(
     let id = parse_id(path)?;
     // A flash waiting for the next page stays for it: a 422 does not consume the cookie.
     let StaffScope { viewer, db, .. } = cx;
-    // Locked first, so the stage it is "already at" and the "from" of the log
-    // are what this move replaces, even with two staff members at it at once.
-    let current = db
-        .query_opt(
-            "SELECT o.customer_id, o.number, o.workflow_id, o.stage_id, o.status, s.name AS stage_name \
-             FROM orders o JOIN workflow_stages s ON s.id = o.stage_id WHERE o.id = $1 FOR UPDATE OF o",
-            &[&id],
-        )
-        .await?
-        .map(|r| Current::from_row(&r))
-        .ok_or(AppError::NotFound)?;
-
-    let customer_note = clean_note(&input.customer_note);
-    let internal_note = clean_note(&input.internal_note);
+    let current = moves::lock(&db, id).await?.ok_or(AppError::NotFound)?;
+    let customer_note = moves::clean_note(&input.customer_note);
+    let internal_note = moves::clean_note(&input.internal_note);
     let target = match Uuid::parse_str(input.stage_id.trim()) {
-        Ok(stage) => {
-            db.query_opt(
-                "SELECT id, name, terminal FROM workflow_stages WHERE id = $1 AND workflow_id = $2",
-                &[&stage, &current.workflow_id],
-            )
-            .await?
-        }
+        Ok(stage) => moves::stage(&db, current.workflow_id, stage).await?,
         Err(_) => None,
     };
-    let mut errors = MoveErrors {
-        stage: None,
-        customer_note: too_long("note for the customer", &customer_note, CUSTOMER_NOTE_MAX),
-        internal_note: too_long("internal note", &internal_note, INTERNAL_NOTE_MAX),
-    };
-    match &target {
-        None => errors.stage = Some("Choose one of the stages of this order's workflow."),
-        Some(t)
-            if t.get::<_, Uuid>("id") == current.stage_id && customer_note.is_empty() && internal_note.is_empty() =>
-        {
-            errors.stage =
-                Some("The order is already at this stage. Choose another stage, or add a note to post an update.");
-        }
-        Some(_) => {}
-    }
+    let errors = moves::check(&current, target.as_ref(), &customer_note, &internal_note);
     let Some(target) = target.filter(|_| !errors.any()) else {
         // Nothing has been written: show the page again with what was typed.
         let loaded = load(&db, id).await?.ok_or(AppError::NotFound)?;
@@ -326,79 +217,14 @@ async fn move_stage(
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .body(body));
     };
-
-    let stage_id: Uuid = target.get("id");
-    let stage_name: String = target.get("name");
-    let status = status_after(target.get("terminal"), &current.status);
-    db.execute("UPDATE orders SET stage_id = $2, status = $3 WHERE id = $1", &[&id, &stage_id, &status]).await?;
-    // Taken now, after the lock: moves that waited for each other keep their order on the timeline.
-    let history: Uuid = db
-        .query_one(
-            "INSERT INTO order_stage_history \
-             (order_id, customer_id, stage_id, stage_name, customer_note, actor_user_id, reached_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) RETURNING id",
-            &[
-                &id,
-                &current.customer_id,
-                &stage_id,
-                &stage_name,
-                &Some(customer_note.as_str()).filter(|n| !n.is_empty()),
-                &viewer.user_id,
-            ],
-        )
-        .await?
-        .get("id");
-    if !internal_note.is_empty() {
-        db.execute("INSERT INTO order_internal_notes (history_id, note) VALUES ($1, $2)", &[&history, &internal_note])
-            .await?;
-    }
-    // The customer can read this row (their activity page): it carries no note and no staff IP.
-    db.execute(
-        "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, details) \
-         VALUES ($1, $2, $3, 'order.stage_changed', 'order', $4, \
-                 jsonb_build_object('from', $5::text, 'to', $6::text, 'number', $7::text))",
-        &[&current.customer_id, &viewer.user_id, &viewer.email, &id, &current.stage_name, &stage_name, &current.number],
-    )
-    .await?;
+    let actor = moves::Actor { user_id: viewer.user_id, label: &viewer.email };
+    moves::apply(&db, &actor, &current, &target, &customer_note, &internal_note).await?;
     db.commit().await?;
 
-    let message = if stage_id == current.stage_id {
-        format!("Update posted on {} ({stage_name}).", current.number)
+    let message = if target.id == current.stage_id {
+        format!("Update posted on {} ({}).", current.number, target.name)
     } else {
-        format!("{} moved to {stage_name}.", current.number)
+        format!("{} moved to {}.", current.number, target.name)
     };
     Ok(redirect_with_flash(&state, &format!("/staff/orders/{id}"), Flash::success(message)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notes_are_trimmed_and_count_line_breaks_once() {
-        assert_eq!(clean_note("  hello\r\nworld \r\n"), "hello\nworld");
-        assert_eq!(clean_note(" \t\r\n "), "");
-        assert!(too_long("note", &"é".repeat(2000), 2000).is_none());
-        assert_eq!(
-            too_long("note", &"a".repeat(2001), 2000).as_deref(),
-            Some("The note is 2,001 characters long; shorten it to at most 2,000.")
-        );
-    }
-
-    #[test]
-    fn numbers_are_grouped() {
-        assert_eq!(group(7), "7");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(4000), "4,000");
-        assert_eq!(group(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn status_follows_the_stage_and_keeps_cancellations() {
-        assert_eq!(status_after(true, "open"), "completed");
-        assert_eq!(status_after(true, "cancelled"), "completed");
-        assert_eq!(status_after(false, "completed"), "open");
-        assert_eq!(status_after(false, "open"), "open");
-        assert_eq!(status_after(false, "cancelled"), "cancelled");
-    }
 }
