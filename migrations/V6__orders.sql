@@ -25,6 +25,9 @@ CREATE INDEX orders_customer_expected_idx ON orders (customer_id, (coalesce(expe
 -- The back office lists every customer's orders.
 CREATE INDEX orders_updated_idx ON orders (updated_at, id);
 CREATE INDEX orders_workflow_idx ON orders (workflow_id);
+-- "Since your last visit": a customer's newest timeline entries, and the sign-in before this one.
+CREATE INDEX order_stage_history_customer_idx ON order_stage_history (customer_id, reached_at);
+CREATE INDEX activity_log_actor_idx ON activity_log (actor_user_id, action, id);
 
 -- A customer's answer to a stage that waits for them ----------------------------
 -- Customers cannot change orders; this one function may, and only for an order

@@ -252,9 +252,17 @@
     return typeof id === "string" && id ? document.getElementById(id) : null;
   }
 
+  // Pushed regions are shared by every session of a customer, so their forms
+  // come without a CSRF token: they get this page's own.
   function parse(html) {
     const tpl = document.createElement("template");
     tpl.innerHTML = html;
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) {
+      tpl.content.querySelectorAll('input[name="csrf_token"]').forEach((input) => {
+        if (!input.value) input.value = meta.content;
+      });
+    }
     return tpl.content;
   }
 

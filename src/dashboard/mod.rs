@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{DbError, Scope};
@@ -13,6 +14,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(show));
 }
 
+/// An order reaching a stage (or getting a note), for "since your last visit".
+pub struct Change {
+    pub order_id: Uuid,
+    pub number: String,
+    pub title: String,
+    pub stage: String,
+    pub at: OffsetDateTime,
+}
+
+/// How many changes "since your last visit" lists.
+const CHANGES_SHOWN: i64 = 8;
+
 pub struct StageCount {
     pub stage: String,
     pub count: i64,
@@ -21,6 +34,12 @@ pub struct StageCount {
 
 /// What the dashboard shows; each region renders from it, on the page and when pushed live.
 pub struct DashboardView {
+    /// Empty when pushed: see [`crate::orders::AnswerForm`].
+    pub csrf: String,
+    /// The viewer's sign-in before this one, if any: what "since your last visit" means.
+    pub last_visit: Option<OffsetDateTime>,
+    /// Timeline entries since then, newest first.
+    pub changes: Vec<Change>,
     pub open_orders: i64,
     pub awaiting: Vec<OrderRow>,
     pub by_stage: Vec<StageCount>,
@@ -43,6 +62,7 @@ pub enum Part {
     Cards,
     Awaiting,
     Stages,
+    /// "Since your last visit" depends on when the viewer last signed in: never shared either.
     Recent,
 }
 
@@ -129,6 +149,34 @@ impl DashboardView {
                 StageCount { stage: r.get("stage"), count, bar: format::width_class(count, max) }
             })
             .collect();
+        let last_visit: Option<OffsetDateTime> = db
+            .query_opt(
+                "SELECT created_at FROM activity_log WHERE actor_user_id = $1 AND action = 'auth.sign_in' \
+                 ORDER BY id DESC OFFSET 1 LIMIT 1",
+                &[&user],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let changes = match last_visit {
+            None => Vec::new(),
+            Some(since) => db
+                .query(
+                    "SELECT h.order_id, o.number, o.title, h.stage_name, h.reached_at \
+                     FROM order_stage_history h JOIN orders o ON o.id = h.order_id \
+                     WHERE h.customer_id = $1 AND h.reached_at > $2 ORDER BY h.reached_at DESC, h.id DESC LIMIT $3",
+                    &[&customer, &since, &CHANGES_SHOWN],
+                )
+                .await?
+                .iter()
+                .map(|r| Change {
+                    order_id: r.get("order_id"),
+                    number: r.get("number"),
+                    title: r.get("title"),
+                    stage: r.get("stage_name"),
+                    at: r.get("reached_at"),
+                })
+                .collect(),
+        };
         let recent = db
             .query(
                 &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
@@ -140,6 +188,9 @@ impl DashboardView {
             .collect();
         let currency: Option<String> = counts.get("currency");
         Ok(DashboardView {
+            csrf: String::new(),
+            last_visit,
+            changes,
             open_orders: counts.get("open_orders"),
             awaiting,
             by_stage,
@@ -161,7 +212,8 @@ struct Dashboard {
 }
 
 async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
-    let view = DashboardView::load(&cx.db, cx.customer.id, cx.viewer.user_id).await?;
+    let mut view = DashboardView::load(&cx.db, cx.customer.id, cx.viewer.user_id).await?;
+    view.csrf = cx.viewer.csrf_token.clone();
     let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
     html(Dashboard {

@@ -62,7 +62,7 @@ impl Region {
 
     /// Whether the markup depends on who the user is, not only on their customer and role.
     pub fn per_user(&self) -> bool {
-        matches!(self, Region::Dashboard(dashboard::Part::Cards))
+        matches!(self, Region::Dashboard(dashboard::Part::Cards | dashboard::Part::Recent))
     }
 
     /// The region's current markup as `audience` may see it; `None` when it no longer exists for them.

@@ -1,8 +1,10 @@
 //! Orders and projects: the list, the order page with its stage timeline.
 
+pub mod list;
 pub mod moves;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
@@ -11,13 +13,13 @@ use uuid::Uuid;
 
 use crate::db::{DbError, Scope};
 use crate::format;
-use crate::web::{AppError, CustomerScope, Section, Shell, html};
+use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, html, redirect_with_flash};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::get().to(index)).route("/orders/{id}", web::get().to(show));
+    cfg.route("/orders", web::get().to(index))
+        .route("/orders/{id}", web::get().to(show))
+        .route("/orders/{id}/respond", web::post().to(respond));
 }
-
-const PAGE_SIZE: i64 = 25;
 
 /// One order as lists show it: shared by the orders page and the dashboard.
 pub struct OrderRow {
@@ -40,6 +42,8 @@ impl OrderRow {
          s.name AS stage, s.position AS stage_position, s.awaits_customer, \
          (SELECT count(*) FROM workflow_stages ws WHERE ws.workflow_id = o.workflow_id) AS stage_count \
          FROM orders o JOIN workflow_stages s ON s.id = o.stage_id";
+    /// The FROM clause [`OrderRow::SELECT`] ends with, for callers that add columns before it.
+    pub const FROM: &'static str = " FROM orders o JOIN workflow_stages s ON s.id = o.stage_id";
 
     pub fn from_row(row: &Row) -> Self {
         OrderRow {
@@ -104,20 +108,54 @@ pub struct RowPartial<'a> {
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
+    stage: Option<String>,
     q: Option<String>,
-    page: Option<i64>,
+    sort: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
 }
 
 #[derive(TemplateSimple)]
 #[template(path = "orders/index.stpl")]
 struct IndexPage {
     shell: Shell,
-    orders: Vec<OrderRow>,
+    page: list::Page,
     status: &'static str,
+    stage: Option<Uuid>,
+    stages: Vec<list::StageGroup>,
     q: String,
-    page: i64,
-    pages: i64,
-    total: i64,
+    sort: list::Sort,
+    newer_href: Option<String>,
+    older_href: Option<String>,
+    total_label: String,
+}
+
+/// The list's address with these filters and a cursor parameter (`after=…`), for the page links.
+fn list_link(filters: &list::Filters, cursor: (&str, &str)) -> String {
+    let mut url = format!("/orders?status={}&sort={}", filters.status, filters.sort.param());
+    if let Some(stage) = filters.stage {
+        url.push_str(&format!("&stage={stage}"));
+    }
+    if !filters.search.is_empty() {
+        url.push_str(&format!("&q={}", crate::web::encode_query_value(&filters.search)));
+    }
+    url.push_str(&format!("&{}={}", cursor.0, crate::web::encode_query_value(cursor.1)));
+    url
+}
+
+fn total_label(total: i64, filtered: bool) -> String {
+    let count = if total > list::COUNT_CAP {
+        format!("More than {} orders", moves::group(list::COUNT_CAP as usize))
+    } else if total == 1 {
+        "1 order".to_owned()
+    } else {
+        format!("{} orders", moves::group(usize::try_from(total).unwrap_or(0)))
+    };
+    match (filtered, total == 1) {
+        (false, _) => count,
+        (true, true) => format!("{count} matches"),
+        (true, false) => format!("{count} match"),
+    }
 }
 
 fn status_filter(s: Option<&str>) -> &'static str {
@@ -130,37 +168,37 @@ fn status_filter(s: Option<&str>) -> &'static str {
 }
 
 async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
-    let status = status_filter(query.status.as_deref());
-    let q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
-    let pattern = crate::db::like_pattern(&q);
     let customer = cx.customer.id;
-    // The customer_id filter repeats what row-level security enforces, so the planner uses the index.
-    let filter = "o.customer_id = $1 AND ($2 = 'all' OR o.status = $2) \
-                  AND ($3 = '%%' OR o.number ILIKE $3 OR o.title ILIKE $3 OR o.reference ILIKE $3)";
-    let total: i64 = cx
-        .db
-        .query_one(&format!("SELECT count(*) FROM orders o WHERE {filter}"), &[&customer, &status, &pattern])
-        .await?
-        .get(0);
-    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let page = query.page.unwrap_or(1).clamp(1, pages);
-    let rows = cx
-        .db
-        .query(
-            &format!("{} WHERE {filter} ORDER BY o.updated_at DESC, o.id LIMIT $4 OFFSET $5", OrderRow::SELECT),
-            &[&customer, &status, &pattern, &PAGE_SIZE, &((page - 1) * PAGE_SIZE)],
-        )
-        .await?;
-    let cursor = cx.db.live_cursor();
+    let stages = list::stage_groups(&cx.db, customer).await?;
+    // A stage that is not one of this customer's workflows filters nothing rather than everything.
+    let stage = query
+        .stage
+        .as_deref()
+        .and_then(|s| Uuid::try_parse(s.trim()).ok())
+        .filter(|id| stages.iter().any(|g| g.stages.iter().any(|(s, _)| s == id)));
+    let filters = list::Filters {
+        customer,
+        status: status_filter(query.status.as_deref()),
+        stage,
+        search: query.q.as_deref().unwrap_or("").trim().chars().take(100).collect(),
+        sort: list::Sort::parse(query.sort.as_deref()),
+    };
+    let cursor = list::Cursor::parse(query.after.as_deref(), query.before.as_deref());
+    let page = list::load(&cx.db, &filters, &cursor).await?;
+    let live = cx.db.live_cursor();
     cx.db.commit().await?;
+    let filtered = !filters.search.is_empty() || stage.is_some();
     html(IndexPage {
-        shell: Shell::page(&cx.viewer, "Orders", Section::Orders, cx.flash).live(cursor),
-        orders: rows.iter().map(OrderRow::from_row).collect(),
-        status,
-        q,
+        shell: Shell::page(&cx.viewer, "Orders", Section::Orders, cx.flash).live(live),
+        newer_href: page.newer.as_deref().map(|c| list_link(&filters, ("before", c))),
+        older_href: page.older.as_deref().map(|c| list_link(&filters, ("after", c))),
+        total_label: total_label(page.total, filtered),
         page,
-        pages,
-        total,
+        status: filters.status,
+        stage,
+        stages,
+        q: filters.search,
+        sort: filters.sort,
     })
 }
 
@@ -189,9 +227,30 @@ pub struct OrderView {
     pub timeline: Vec<TimelineEntry>,
     pub invoices: Vec<Linked>,
     pub documents: Vec<Linked>,
+    pub answer: AnswerForm,
+}
+
+/// The form a customer answers a waiting stage with, as shown.
+///
+/// Pushed regions are shared by every session of a customer, so a pushed copy
+/// carries no CSRF token (`csrf` is empty) and `static/live.js` fills in the
+/// page's own token when it inserts the form.
+#[derive(Default)]
+pub struct AnswerForm {
+    pub csrf: String,
+    pub note: String,
+    pub error: Option<String>,
+}
+
+impl OrderView {
+    /// Whether the order waits for the customer's answer.
+    pub fn awaits_answer(&self) -> bool {
+        self.order.awaits_customer && self.order.status == "open"
+    }
 }
 
 crate::partial!(StatusPart, "orders/_status.stpl", OrderView);
+crate::partial!(AnswerPart, "orders/_answer.stpl", OrderView);
 crate::partial!(DetailsPart, "orders/_details.stpl", OrderView);
 crate::partial!(TimelinePart, "orders/_timeline.stpl", OrderView);
 crate::partial!(InvoicesPart, "orders/_invoices.stpl", OrderView);
@@ -201,6 +260,7 @@ crate::partial!(DocumentsPart, "orders/_documents.stpl", OrderView);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Status,
+    Answer,
     Details,
     Timeline,
     Invoices,
@@ -208,11 +268,13 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 5] = [Part::Status, Part::Details, Part::Timeline, Part::Invoices, Part::Documents];
+    pub const ALL: [Part; 6] =
+        [Part::Status, Part::Answer, Part::Details, Part::Timeline, Part::Invoices, Part::Documents];
 
     pub fn suffix(self) -> &'static str {
         match self {
             Part::Status => "status",
+            Part::Answer => "answer",
             Part::Details => "details",
             Part::Timeline => "timeline",
             Part::Invoices => "invoices",
@@ -227,7 +289,7 @@ impl Part {
     /// Which changed tables this part shows.
     pub fn shows(self, topic: &str) -> bool {
         match self {
-            Part::Status | Part::Details => topic == "orders",
+            Part::Status | Part::Answer | Part::Details => topic == "orders",
             Part::Timeline => topic == "order_stage_history",
             Part::Invoices => topic == "invoices",
             Part::Documents => matches!(topic, "documents" | "document_versions"),
@@ -237,6 +299,7 @@ impl Part {
     pub fn render(self, view: &OrderView) -> Result<String, sailfish::RenderError> {
         match self {
             Part::Status => StatusPart { view }.render_once(),
+            Part::Answer => AnswerPart { view }.render_once(),
             Part::Details => DetailsPart { view }.render_once(),
             Part::Timeline => TimelinePart { view }.render_once(),
             Part::Invoices => InvoicesPart { view }.render_once(),
@@ -292,11 +355,78 @@ pub async fn find(db: &Scope, id: Uuid) -> Result<Option<Row>, DbError> {
 
 async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
-    let view = OrderView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+    let mut view = OrderView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+    view.answer.csrf = cx.viewer.csrf_token.clone();
     let cursor = cx.db.live_cursor();
     cx.db.commit().await?;
     let title = format!("{} {}", view.order.number, view.order.title);
     html(ShowPage { shell: Shell::page(&cx.viewer, title, Section::Orders, cx.flash).live(cursor), view })
+}
+
+#[derive(Deserialize)]
+pub struct AnswerInput {
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    note: String,
+    /// `dashboard` when answered from the dashboard, which is where the customer goes back to.
+    #[serde(default)]
+    from: String,
+}
+
+/// A customer approves a waiting stage or asks for changes: one database
+/// function checks the order is theirs and waiting, moves it, and logs it.
+async fn respond(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    cx: CustomerScope,
+    path: web::Path<String>,
+    CsrfForm(input): CsrfForm<AnswerInput>,
+) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
+    let approve = match input.decision.as_str() {
+        "approve" => true,
+        "changes" => false,
+        _ => return Err(AppError::BadRequest("Choose Approve or Request changes.".into())),
+    };
+    let note = moves::clean_note(&input.note);
+    let mut error = moves::too_long("message", &note, moves::CUSTOMER_NOTE_MAX);
+    let mut outcome = String::new();
+    if error.is_none() {
+        let ip = crate::auth::forms::client_ip(&req);
+        outcome =
+            cx.db.query_one("SELECT portal_order_respond($1, $2, $3, $4)", &[&id, &approve, &note, &ip]).await?.get(0);
+        if outcome == "note_required" {
+            error = Some("Tell us what to change, so we can get it right.".to_owned());
+        }
+    }
+    if let Some(error) = error {
+        // Nothing was written: the order page again, with the message as typed.
+        let mut view = OrderView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+        cx.db.commit().await?;
+        view.answer = AnswerForm { csrf: cx.viewer.csrf_token.clone(), note: input.note, error: Some(error) };
+        let title = format!("{} {}", view.order.number, view.order.title);
+        let page = ShowPage { shell: Shell::page(&cx.viewer, title, Section::Orders, None), view };
+        return crate::web::html_with_status(StatusCode::UNPROCESSABLE_ENTITY, page.render_once()?);
+    }
+    let order = find(&cx.db, id).await?.map(|row| OrderRow::from_row(&row));
+    cx.db.commit().await?;
+    let back = if input.from == "dashboard" { "/".to_owned() } else { format!("/orders/{id}") };
+    let flash = match (outcome.as_str(), order) {
+        ("not_found", _) | (_, None) => return Err(AppError::NotFound),
+        ("not_waiting", Some(order)) => Flash::error(format!(
+            "{} no longer waits for your answer: it is at “{}” now. Nothing was changed.",
+            order.number, order.stage
+        )),
+        ("approved", Some(order)) => {
+            Flash::success(format!("Thank you: {} is approved and now at “{}”.", order.number, order.stage))
+        }
+        (_, Some(order)) => Flash::success(format!(
+            "Thank you: we have your requested changes for {} and it is back at “{}”.",
+            order.number, order.stage
+        )),
+    };
+    Ok(redirect_with_flash(&state, &back, flash))
 }
 
 impl OrderView {
@@ -350,6 +480,6 @@ impl OrderView {
                 detail: crate::format::doc_type(d.get("doc_type")).to_owned(),
             })
             .collect();
-        Ok(Some(OrderView { order, tracking, steps, timeline, invoices, documents }))
+        Ok(Some(OrderView { order, tracking, steps, timeline, invoices, documents, answer: AnswerForm::default() }))
     }
 }
