@@ -26,6 +26,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         asset("icon.svg", "image/svg+xml", include_bytes!("../../static/icon.svg")),
         asset("live.js", "text/javascript; charset=utf-8", include_bytes!("../../static/live.js")),
         asset("passkeys.js", "text/javascript; charset=utf-8", include_bytes!("../../static/passkeys.js")),
+        asset("staff-orders.js", "text/javascript; charset=utf-8", include_bytes!("../../static/staff-orders.js")),
     ]
 });
 
