@@ -61,7 +61,8 @@ impl Application {
             metrics_token: config.metrics_token.clone(),
             passkeys,
         });
-        let server = HttpServer::new(move || crate::web::app(state.clone(), secure))
+        // The JSON API (`/api/v1`, bearer tokens) sits next to the pages, behind the same middleware.
+        let server = HttpServer::new(move || crate::web::app(state.clone(), secure).configure(crate::api::routes))
             .workers(config.workers)
             .shutdown_timeout(10)
             .listen(listener)?

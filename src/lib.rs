@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;

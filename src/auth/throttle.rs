@@ -65,6 +65,8 @@ pub enum Limit {
     EmailChange,
     /// Passkey sign-in ceremonies begun, per client network ([`ip_key`]).
     PasskeyCeremonyIp,
+    /// Failed API bearer tokens, per client network ([`ip_key`]).
+    ApiTokenIp,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -81,6 +83,7 @@ impl Limit {
             Limit::RegistrationAddress => (3, HOUR),
             Limit::EmailChange => (5, HOUR),
             Limit::PasskeyCeremonyIp => (600, HOUR),
+            Limit::ApiTokenIp => (60, Duration::from_secs(600)),
         }
     }
 
@@ -95,6 +98,7 @@ impl Limit {
             Limit::RegistrationAddress => "registration_address",
             Limit::EmailChange => "email_change",
             Limit::PasskeyCeremonyIp => "passkey_ceremony_ip",
+            Limit::ApiTokenIp => "api_token_ip",
         }
     }
 }
@@ -225,5 +229,7 @@ mod tests {
             assert!(limit.bucket().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
         assert_eq!(Limit::PasswordResetEmail.budget(), (3, HOUR));
+        assert!(!buckets.contains(&Limit::ApiTokenIp.bucket()));
+        assert_eq!(Limit::ApiTokenIp.budget(), (60, Duration::from_secs(600)));
     }
 }

@@ -44,7 +44,8 @@ async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
         .query(
             "SELECT u.id, u.name, u.email, u.role, u.password_sign_in, coalesce(c.passkeys, 0) AS passkeys \
              FROM users u LEFT JOIN portal_staff_passkey_counts() c ON c.user_id = u.id \
-             WHERE u.customer_id IS NULL AND u.disabled_at IS NULL ORDER BY u.name, u.email",
+             WHERE u.customer_id IS NULL AND u.disabled_at IS NULL AND NOT u.integration \
+             ORDER BY u.name, u.email",
             &[],
         )
         .await?;

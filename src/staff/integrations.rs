@@ -1,0 +1,245 @@
+//! Staff → Integrations: the other systems (ERP, shop) that keep orders in sync
+//! through the JSON API, each a staff user of its own with bearer tokens.
+//!
+//! A token is shown once, in the answer to the POST that made it (status 200,
+//! `Cache-Control: no-store`): never in a redirect, a flash cookie or a later
+//! page, and the database keeps only its SHA-256 and its first characters.
+//! Every staff member sees the list; only staff admins create and revoke (the
+//! database functions check that too).
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::auth::new_token;
+use crate::auth::Role;
+use crate::auth::forms::client_ip;
+use crate::db::Scope;
+use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
+
+pub const PAGE: &str = "/staff/integrations";
+const NAME_MAX: usize = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(PAGE, web::get().to(show))
+        .route(PAGE, web::post().to(create))
+        .route("/staff/integrations/{user}/tokens", web::post().to(add_token))
+        .route("/staff/integrations/tokens/{id}/revoke", web::post().to(revoke));
+}
+
+pub struct TokenRow {
+    pub id: Uuid,
+    pub prefix: String,
+    pub created_at: OffsetDateTime,
+    pub created_by: Option<String>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+pub struct IntegrationRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub disabled: bool,
+    pub tokens: Vec<TokenRow>,
+}
+
+/// A token just made: shown on this one page, then never again.
+pub struct NewlyMade {
+    pub integration: String,
+    pub token: String,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/integrations.stpl")]
+struct IntegrationsPage {
+    shell: Shell,
+    csrf_token: String,
+    may_change: bool,
+    integrations: Vec<IntegrationRow>,
+    made: Option<NewlyMade>,
+    /// The create form as typed, and what is wrong with it.
+    name: String,
+    name_error: Option<String>,
+}
+
+async fn integrations(db: &Scope) -> Result<Vec<IntegrationRow>, AppError> {
+    let mut list: Vec<IntegrationRow> = db
+        .query(
+            "SELECT id, name, created_at, disabled_at IS NOT NULL AS disabled FROM users WHERE integration \
+             ORDER BY lower(name), id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| IntegrationRow {
+            id: r.get("id"),
+            name: r.get("name"),
+            created_at: r.get("created_at"),
+            disabled: r.get("disabled"),
+            tokens: Vec::new(),
+        })
+        .collect();
+    // The hash is not even selectable by staff; the prefix is what identifies a token.
+    let tokens = db
+        .query(
+            "SELECT t.id, t.user_id, t.prefix, t.created_at, t.last_used_at, t.revoked_at, u.name AS created_by \
+             FROM api_tokens t JOIN users i ON i.id = t.user_id AND i.integration \
+             LEFT JOIN users u ON u.id = t.created_by ORDER BY t.created_at DESC, t.id",
+            &[],
+        )
+        .await?;
+    for t in &tokens {
+        let owner: Uuid = t.get("user_id");
+        if let Some(integration) = list.iter_mut().find(|i| i.id == owner) {
+            integration.tokens.push(TokenRow {
+                id: t.get("id"),
+                prefix: t.get("prefix"),
+                created_at: t.get("created_at"),
+                created_by: t.get("created_by"),
+                last_used_at: t.get("last_used_at"),
+                revoked_at: t.get("revoked_at"),
+            });
+        }
+    }
+    Ok(list)
+}
+
+fn page(cx: &StaffScope, flash: Option<Flash>, integrations: Vec<IntegrationRow>) -> IntegrationsPage {
+    IntegrationsPage {
+        shell: Shell::page(&cx.viewer, "Integrations", Section::StaffIntegrations, flash),
+        csrf_token: cx.viewer.csrf_token.clone(),
+        may_change: cx.viewer.role == Role::StaffAdmin,
+        integrations,
+        made: None,
+        name: String::new(),
+        name_error: None,
+    }
+}
+
+/// The page with the new token on it: this response is the only place it ever appears.
+fn once(status: StatusCode, page: IntegrationsPage) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(page.render_once()?))
+}
+
+async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
+    let list = integrations(&cx.db).await?;
+    let flash = cx.flash.clone();
+    let page = page(&cx, flash, list);
+    cx.db.commit().await?;
+    html(page)
+}
+
+fn require_admin(cx: &StaffScope) -> Result<(), AppError> {
+    if cx.viewer.role == Role::StaffAdmin { Ok(()) } else { Err(AppError::Forbidden) }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn create(
+    req: HttpRequest,
+    cx: StaffScope,
+    CsrfForm(form): CsrfForm<CreateForm>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let name = form.name.trim();
+    let problem = match name.chars().count() {
+        0 => Some("Name the system this integration is for, e.g. \u{201c}ERP\u{201d}.".to_owned()),
+        n if n > NAME_MAX => Some(format!("The name is {n} characters long; at most {NAME_MAX} are allowed.")),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        let list = integrations(&cx.db).await?;
+        let mut refused = page(&cx, None, list);
+        refused.name = form.name.clone();
+        refused.name_error = Some(problem);
+        cx.db.commit().await?;
+        return once(StatusCode::UNPROCESSABLE_ENTITY, refused);
+    }
+    let made = new_token();
+    let created: Option<Uuid> = cx
+        .db
+        .query_one(
+            "SELECT portal_integration_create($1, $2, $3, $4)",
+            &[&name, &made.hash, &made.prefix, &client_ip(&req)],
+        )
+        .await?
+        .get(0);
+    if created.is_none() {
+        return Err(AppError::Forbidden);
+    }
+    let list = integrations(&cx.db).await?;
+    let mut shown = page(&cx, None, list);
+    shown.made = Some(NewlyMade { integration: name.to_owned(), token: made.token });
+    cx.db.commit().await?;
+    once(StatusCode::OK, shown)
+}
+
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+fn parse_id(path: web::Path<String>) -> Result<Uuid, AppError> {
+    Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)
+}
+
+async fn add_token(
+    req: HttpRequest,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let user = parse_id(path)?;
+    let made = new_token();
+    let added: bool = cx
+        .db
+        .query_one(
+            "SELECT portal_integration_token_add($1, $2, $3, $4)",
+            &[&user, &made.hash, &made.prefix, &client_ip(&req)],
+        )
+        .await?
+        .get(0);
+    if !added {
+        // Not an enabled integration (or, though checked above, not an admin asking).
+        return Err(AppError::NotFound);
+    }
+    let list = integrations(&cx.db).await?;
+    let integration = list.iter().find(|i| i.id == user).map(|i| i.name.clone()).unwrap_or_default();
+    let mut shown = page(&cx, None, list);
+    shown.made = Some(NewlyMade { integration, token: made.token });
+    cx.db.commit().await?;
+    once(StatusCode::OK, shown)
+}
+
+async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    cx: StaffScope,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&cx)?;
+    let id = parse_id(path)?;
+    let prefix: Option<String> =
+        cx.db.query_opt("SELECT prefix FROM api_tokens WHERE id = $1", &[&id]).await?.map(|r| r.get(0));
+    let Some(prefix) = prefix else { return Err(AppError::NotFound) };
+    let revoked: bool =
+        cx.db.query_one("SELECT portal_integration_token_revoke($1, $2)", &[&id, &client_ip(&req)]).await?.get(0);
+    cx.db.commit().await?;
+    let flash = if revoked {
+        Flash::success(format!("Token {prefix}\u{2026} is revoked: requests with it are refused from now on."))
+    } else {
+        Flash::info(format!("Token {prefix}\u{2026} was already revoked."))
+    };
+    Ok(redirect_with_flash(&state, PAGE, flash))
+}
