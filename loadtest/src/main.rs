@@ -2,6 +2,7 @@
 //! only to the portal URL given (loopback by default).
 
 mod live;
+mod setup;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ enum Command {
     Pages(PagesArgs),
     /// Live layer: end-to-end latency from a database commit to the fragment on many open sockets.
     Live(live::LiveArgs),
+    /// Grows a demo database to benchmark size: N orders with timelines for one customer.
+    Setup(setup::SetupArgs),
 }
 
 #[derive(Parser)]
@@ -171,6 +174,7 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Pages(args) => pages(args).await,
         Command::Live(args) => live::run(args).await,
+        Command::Setup(args) => setup::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ INSERT INTO demo_orders VALUES
     ('acme', 'ORD-1043', 'Business cards for new hires', NULL, 'Print job', 1, 3, 9, 'open'),
     ('acme', 'ORD-1044', 'Winter mailer, 12,000 pieces', 'PO-7774', 'Print job', 0, 1, 20, 'open'),
     ('globex', 'SHP-2201', 'Rotterdam → Lyon, 14 pallets', 'GX-5510', 'Freight shipment', 5, 95, NULL, 'completed'),
+    ('globex', 'SHP-2205', 'Genoa → Zurich, 3 pallets', 'GX-5524', 'Freight shipment', 4, 9, 0, 'open'),
     ('globex', 'SHP-2207', 'Hamburg → Milan, refrigerated', 'GX-5533', 'Freight shipment', 3, 8, 2, 'open'),
     ('globex', 'SHP-2209', 'Antwerp → Vienna, 6 pallets', 'GX-5541', 'Freight shipment', 2, 5, 3, 'open'),
     ('globex', 'SHP-2210', 'Gdansk → Munich, full truck', 'GX-5547', 'Freight shipment', 1, 2, 4, 'open'),
@@ -21,8 +22,8 @@ INSERT INTO orders (customer_id, number, title, reference, workflow_id, stage_id
                     tracking_carrier, tracking_number, tracking_url, created_at, updated_at)
 SELECT c.id, d.number, d.title, d.reference, w.id, st.id, d.status,
        current_date + d.expected_in,
-       CASE WHEN d.reached >= 4 AND d.workflow = 'Print job' THEN 'DHL Express' END,
-       CASE WHEN d.reached >= 4 AND d.workflow = 'Print job' THEN 'JD0146' || substr(md5(d.number), 1, 10) END,
+       CASE WHEN d.reached >= 4 THEN CASE d.workflow WHEN 'Print job' THEN 'DHL Express' ELSE 'Globex Fleet' END END,
+       CASE WHEN d.reached >= 4 THEN 'JD0146' || substr(md5(d.number), 1, 10) END,
        CASE WHEN d.reached >= 4 AND d.workflow = 'Print job'
             THEN 'https://www.dhl.com/track?tracking-id=JD0146' || substr(md5(d.number), 1, 10) END,
        now() - make_interval(days => d.age_days),
@@ -45,6 +46,7 @@ SELECT o.id, o.customer_id, st.id, st.name,
            WHEN 'Picked up' THEN 'Collected from the sender.'
            WHEN 'In transit' THEN 'On the road.'
            WHEN 'Customs clearance' THEN 'Documents submitted to customs.'
+           WHEN 'Out for delivery' THEN 'With the local driver; expect a call 30 minutes before arrival.'
            ELSE NULL
        END,
        o.created_at + make_interval(secs => d.age_days * 86400.0 * st.position / (d.reached + 1))

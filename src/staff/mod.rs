@@ -1,8 +1,10 @@
 //! The staff back office: every customer, what is happening across them.
 
 pub mod customers;
+pub mod integrations;
 pub mod orders;
 pub mod security;
+pub mod workflows;
 
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
@@ -16,7 +18,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/staff/customers", web::get().to(customers))
         .configure(customers::routes)
         .configure(orders::routes)
-        .configure(security::routes);
+        .configure(workflows::routes)
+        .configure(security::routes)
+        .configure(integrations::routes);
 }
 
 pub struct CustomerSummary {
@@ -57,9 +61,24 @@ pub struct ActivityItem {
     pub customer: Option<String>,
     pub actor: String,
     pub action: String,
+    /// The order it concerns, as (id, number), when it concerns one.
+    pub order: Option<(Uuid, String)>,
+    /// The customer's own words (a change request), when there are any.
+    pub note: Option<String>,
 }
 
-/// The latest activity across customers: the back office's live feed.
+impl ActivityItem {
+    pub fn describe(&self) -> &str {
+        crate::activity::describe(&self.action)
+    }
+
+    /// Answers from customers are what staff act on next: they stand out.
+    pub fn needs_attention(&self) -> bool {
+        self.action == "order.changes_requested"
+    }
+}
+
+/// What clients do across customers: the back office's live feed.
 #[derive(TemplateSimple)]
 #[template(path = "staff/_feed.stpl")]
 pub struct FeedPart<'a> {
@@ -69,11 +88,18 @@ pub struct FeedPart<'a> {
 /// The element id of the feed on the overview page.
 pub const FEED_REGION: &str = "staff-feed";
 
+/// The latest things clients did (staff's own changes are on the pages they
+/// made them on): approvals, change requests, uploads, tickets, sign-ins.
 pub async fn latest_activity(db: &crate::db::Scope) -> Result<Vec<ActivityItem>, crate::db::DbError> {
     Ok(db
         .query(
-            "SELECT a.created_at, c.name AS customer, a.actor_label, a.action FROM activity_log a \
-             LEFT JOIN customers c ON c.id = a.customer_id ORDER BY a.id DESC LIMIT 25",
+            "SELECT a.created_at, c.name AS customer, a.actor_label, a.action, a.details->>'note' AS note, \
+                    CASE WHEN a.subject_type = 'order' THEN a.subject_id END AS order_id, \
+                    a.details->>'number' AS number \
+             FROM activity_log a LEFT JOIN customers c ON c.id = a.customer_id \
+             WHERE a.customer_id IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.actor_user_id AND u.customer_id IS NULL) \
+             ORDER BY a.id DESC LIMIT 25",
             &[],
         )
         .await?
@@ -83,6 +109,8 @@ pub async fn latest_activity(db: &crate::db::Scope) -> Result<Vec<ActivityItem>,
             customer: r.get("customer"),
             actor: r.get("actor_label"),
             action: r.get("action"),
+            order: r.get::<_, Option<Uuid>>("order_id").zip(r.get::<_, Option<String>>("number")),
+            note: r.get("note"),
         })
         .collect())
 }

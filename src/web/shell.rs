@@ -66,7 +66,10 @@ pub enum Section {
     Settings,
     StaffOverview,
     StaffCustomers,
+    StaffOrders,
+    StaffWorkflows,
     StaffSecurity,
+    StaffIntegrations,
 }
 
 const CUSTOMER_NAV: &[(Section, &str, &str)] = &[
@@ -85,7 +88,10 @@ const CUSTOMER_NAV: &[(Section, &str, &str)] = &[
 const STAFF_NAV: &[(Section, &str, &str)] = &[
     (Section::StaffOverview, "/staff", "Overview"),
     (Section::StaffCustomers, "/staff/customers", "Customers"),
+    (Section::StaffOrders, "/staff/orders", "Orders"),
+    (Section::StaffWorkflows, "/staff/workflows", "Workflows"),
     (Section::StaffSecurity, "/staff/security", "Security"),
+    (Section::StaffIntegrations, "/staff/integrations", "Integrations"),
 ];
 
 pub struct NavLink {

@@ -135,6 +135,51 @@ async fn alices_open_order_page_follows_a_stage_move_without_reload() {
     browser.close().await;
 }
 
+/// Signs in on the login page `page` is showing and waits for `lands_on`.
+async fn sign_in_as(page: &crate::support::browser::Page, email: &str, lands_on: &str) {
+    page.find_element("#email").await.unwrap().click().await.unwrap().type_str(email).await.unwrap();
+    page.find_element("#password").await.unwrap().click().await.unwrap().type_str(PASSWORD).await.unwrap();
+    page.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_for_path(lands_on).await;
+}
+
+/// The approval loop in two browsers (two cookie jars): alice approves the
+/// artwork on her order page, and the staff overview, open all along, shows it.
+#[tokio::test]
+async fn alice_approves_artwork_and_the_staff_feed_shows_it_without_reload() {
+    let app = spawn_app().await;
+    let order = app.order_id("ORD-1042").await;
+    let back_office = Browser::launch().await;
+    let staff = back_office.new_page(&format!("{}/login?next=/staff", app.origin)).await;
+    sign_in_as(&staff, "staff@portal.example", "/staff").await;
+    staff.wait_until("document.documentElement.dataset.live === 'live'").await;
+    let _: bool = staff.eval("window.sameDocument = true; true").await;
+    assert!(!staff.text("#staff-feed").await.contains("ORD-1042"));
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login?next=/orders/{order}", app.origin)).await;
+    sign_in_as(&page, ALICE, &format!("/orders/{order}")).await;
+    let note = format!("#order-{order}-note");
+    page.find_element(&note).await.unwrap().click().await.unwrap().type_str("Colours look right.").await.unwrap();
+    page.find_element("button[name=decision][value=approve]").await.unwrap().click().await.unwrap();
+    page.wait_until("document.body.textContent.includes('ORD-1042 is approved')").await;
+    assert_eq!(page.text("[data-testid=order-stage]").await, "In production");
+    assert!(
+        page.text(&format!("#order-{order}-timeline")).await.contains("Approved by Alice Lee: Colours look right.")
+    );
+
+    staff.wait_until("document.getElementById('staff-feed').textContent.includes('ORD-1042')").await;
+    assert!(staff.eval::<bool>("window.sameDocument === true").await, "the staff page reloaded");
+    let feed = staff.text("#staff-feed").await;
+    assert!(feed.contains("Approved an order") && feed.contains("Colours look right."), "{feed}");
+    assert!(feed.contains("Acme Manufacturing"), "{feed}");
+    page.assert_no_problems().await;
+    staff.assert_no_problems().await;
+
+    browser.close().await;
+    back_office.close().await;
+}
+
 /// The whole invitation in Chromium: alice invites a colleague from Team, the
 /// colleague opens the emailed link, chooses a password and lands signed in.
 #[tokio::test]

@@ -249,7 +249,7 @@ async fn the_back_office_feed_shows_client_activity_as_it_happens() {
     // A client signs in: the sign-in function writes the activity log, the trigger does the rest.
     app.signed_in("dave@acme.example").await;
     let html = feed.expect("staff-feed", "dave@acme.example").await;
-    assert!(html.contains("auth.sign_in") && html.contains("Acme Manufacturing"), "{html}");
+    assert!(html.contains("Signed in") && html.contains("Acme Manufacturing"), "{html}");
 }
 
 #[tokio::test]

@@ -7,9 +7,11 @@ mod support;
 
 mod accounts;
 mod admin;
+mod api;
 mod browser;
 mod live;
 mod mail;
+mod orders;
 mod pages;
 mod passkeys;
 mod settings;
@@ -17,3 +19,4 @@ mod sign_in;
 mod staff_orders;
 mod tenancy;
 mod throttle;
+mod workflows;

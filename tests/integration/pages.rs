@@ -66,6 +66,11 @@ async fn api_errors_are_json() {
     let response = app.client().get("/api/v1/nothing").await;
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    // Outside the versioned API, the site-wide handler still answers JSON under /api/.
+    let response = app.client().get("/api/v0/nothing").await;
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["status"], 404);
 }
 
