@@ -13,6 +13,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 CREATE INDEX orders_search_idx ON orders USING gin (portal_order_search_text(number, title, reference) gin_trgm_ops);
 
+-- Row-level security must not let a leaky operator see rows before the policy
+-- has, and ILIKE is not LEAKPROOF: under a customer's policy the planner may not
+-- use the trigram index and reads every order of the customer instead (130 ms
+-- at 100,000 orders). This function searches as the staff role, whose policy
+-- is no barrier, with the customer condition written into it: the caller's own
+-- customer (portal_customer()) and nothing else. It stops after `p_limit` ids:
+-- a search that matches thousands is served better by reading the list in order
+-- and filtering as it goes. Staff search the table directly.
+CREATE FUNCTION portal_order_search(p_pattern text, p_limit integer) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp ROWS 200 AS $$
+    SELECT id FROM orders
+    WHERE customer_id = portal_customer() AND portal_order_search_text(number, title, reference) ILIKE p_pattern
+    LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION portal_order_search(text, integer) FROM PUBLIC;
+ALTER FUNCTION portal_order_search(text, integer) OWNER TO portal_staff;
+GRANT EXECUTE ON FUNCTION portal_order_search(text, integer) TO portal_app;
+
 -- Keyset pagination ----------------------------------------------------------------
 -- Each sort the lists offer reads an index in order and stops after a page,
 -- however many orders the customer has: (key, id) with id as the tie-break.

@@ -143,9 +143,38 @@ impl Query {
     }
 }
 
+/// How a search is applied. Under a customer's row-level security the trigram
+/// index is only reachable through `portal_order_search` (see V6__orders.sql),
+/// which is the fast way when few orders match; when thousands match, reading
+/// the list in order and filtering as it goes finds a page after a few rows.
+enum Search {
+    None,
+    /// These orders, and no others, match.
+    Ids(Vec<Uuid>),
+    /// More than [`SEARCH_IDS_MAX`] match: filter in line.
+    Pattern(String),
+}
+
+/// The most matching ids fetched before switching to filtering in line.
+const SEARCH_IDS_MAX: i32 = 2000;
+
+async fn search(db: &Scope, text: &str) -> Result<Search, DbError> {
+    if text.is_empty() {
+        return Ok(Search::None);
+    }
+    let pattern = crate::db::like_pattern(text);
+    let ids: Vec<Uuid> = db
+        .query("SELECT portal_order_search($1, $2)", &[&pattern, &(SEARCH_IDS_MAX + 1)])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(if ids.len() > SEARCH_IDS_MAX as usize { Search::Pattern(pattern) } else { Search::Ids(ids) })
+}
+
 /// The WHERE clause every part of the page shares. The customer_id condition
 /// repeats what row-level security enforces, so the planner picks the indexes.
-fn filtered(filters: &Filters) -> Query {
+fn filtered(filters: &Filters, search: &Search) -> Query {
     let mut q = Query::default();
     let customer = q.bind(filters.customer);
     q.sql = format!(" WHERE o.customer_id = {customer}");
@@ -157,20 +186,35 @@ fn filtered(filters: &Filters) -> Query {
         let stage = q.bind(stage);
         q.sql.push_str(&format!(" AND o.stage_id = {stage}"));
     }
-    if !filters.search.is_empty() {
-        let pattern = q.bind(crate::db::like_pattern(&filters.search));
-        q.sql.push_str(&format!(" AND portal_order_search_text(o.number, o.title, o.reference) ILIKE {pattern}"));
+    match search {
+        Search::None => {}
+        Search::Ids(ids) => {
+            let ids = q.bind(ids.clone());
+            q.sql.push_str(&format!(" AND o.id = ANY({ids})"));
+        }
+        Search::Pattern(pattern) => {
+            let pattern = q.bind(pattern.clone());
+            q.sql.push_str(&format!(" AND portal_order_search_text(o.number, o.title, o.reference) ILIKE {pattern}"));
+        }
     }
     q
 }
 
 pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page, DbError> {
     let sort = filters.sort;
-    let mut count = filtered(filters);
-    count.sql = format!("SELECT count(*) FROM (SELECT 1 FROM orders o{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
-    let total: i64 = db.query_one(&count.sql, &count.refs()).await?.get(0);
+    let search = search(db, &filters.search).await?;
+    let unfiltered = filters.status == "all" && filters.stage.is_none();
+    let total: i64 = if matches!(search, Search::Pattern(_)) && unfiltered {
+        // Thousands match and nothing else narrows them: more than the cap, without counting.
+        COUNT_CAP + 1
+    } else {
+        let mut count = filtered(filters, &search);
+        count.sql =
+            format!("SELECT count(*) FROM (SELECT 1 FROM orders o{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
+        db.query_one(&count.sql, &count.refs()).await?.get(0)
+    };
 
-    let mut q = filtered(filters);
+    let mut q = filtered(filters, &search);
     // Reading backwards (towards newer pages) flips the comparison and the order; rows are reversed after.
     let backwards = matches!(cursor, Cursor::Before(..));
     let (key, id) = match cursor {

@@ -300,3 +300,24 @@ async fn the_list_filters_by_stage_status_and_search_and_shows_only_the_customer
     let html = alice.get_html("/orders?after=garbage~xyz").await;
     assert!(html.contains("ORD-1044"));
 }
+
+/// Past 2,000 matches the search stops collecting ids and filters the ordered list in line.
+#[tokio::test]
+async fn a_search_that_matches_thousands_still_pages_in_order() {
+    let app = spawn_app().await;
+    many_orders(&app, 2100).await;
+    let alice = app.signed_in(ALICE).await;
+    let html = alice.get_html("/orders?status=all&q=flyer%20run").await;
+    assert!(html.contains("More than 1,000 orders match"), "{html}");
+    let (numbers, next, _) = page_of(&html);
+    assert_eq!(numbers.len(), 25);
+    assert_eq!(numbers.first().map(String::as_str), Some("BULK-0001"));
+    let (second, _, _) = page_of(&alice.get_html(&next.unwrap().replace("&amp;", "&")).await);
+    assert_eq!(second.first().map(String::as_str), Some("BULK-0026"));
+    // With another filter the count is taken, not assumed.
+    let html = alice.get_html("/orders?status=cancelled&q=flyer%20run").await;
+    assert!(html.contains("No orders match"), "{html}");
+    // And a narrow search in the same list goes through the id path.
+    let (numbers, _, _) = page_of(&alice.get_html("/orders?status=all&q=REF-2077").await);
+    assert_eq!(numbers, vec!["BULK-2077"]);
+}
