@@ -259,8 +259,9 @@
     tpl.innerHTML = html;
     const meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) {
-      tpl.content.querySelectorAll('input[name="csrf_token"]').forEach((input) => {
-        if (!input.value) input.value = meta.content;
+      tpl.content.querySelectorAll('form input[name="csrf_token"]').forEach((input) => {
+        const action = new URL(input.closest("form").getAttribute("action") || "", location.href);
+        if (!input.value && action.origin === location.origin) input.value = meta.content;
       });
     }
     return tpl.content;

@@ -5,6 +5,7 @@
 //! row of the one after (`before`), never by counting rows to skip; the sort key
 //! and the id ride in the link. The total is counted only up to a cap.
 
+use time::{Date, OffsetDateTime};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -58,11 +59,26 @@ impl Sort {
         }
     }
 
-    fn key_type(self) -> &'static str {
+    /// The edge row's sort key as a page link carries it: typed values written by
+    /// us, so a tampered one fails to parse here instead of in PostgreSQL.
+    fn key_of(self, row: &OrderRow) -> String {
         match self {
-            Sort::Updated => "timestamptz",
-            Sort::Expected => "date",
-            Sort::Number => "text",
+            Sort::Updated => row.updated_at.unix_timestamp_nanos().to_string(),
+            Sort::Expected => row.expected_on.map_or_else(|| "none".to_owned(), |d| d.to_julian_day().to_string()),
+            Sort::Number => row.number.clone(),
+        }
+    }
+
+    fn parse_key(self, key: &str) -> Option<Key> {
+        match self {
+            Sort::Updated => {
+                key.parse::<i128>().ok().and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok()).map(Key::Time)
+            }
+            Sort::Expected if key == "none" => Some(Key::Date(None)),
+            Sort::Expected => {
+                key.parse::<i32>().ok().and_then(|n| Date::from_julian_day(n).ok()).map(|d| Key::Date(Some(d)))
+            }
+            Sort::Number => Some(Key::Text(key.to_owned())),
         }
     }
 
@@ -75,6 +91,15 @@ impl Sort {
     fn tie_break(self) -> bool {
         self != Sort::Number
     }
+}
+
+/// A sort key, typed for binding.
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    Time(OffsetDateTime),
+    /// `None`: no expected date, which sorts after every date.
+    Date(Option<Date>),
+    Text(String),
 }
 
 /// Where a page starts: after a row, before a row, or at the top.
@@ -217,20 +242,24 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
     let mut q = filtered(filters, &search);
     // Reading backwards (towards newer pages) flips the comparison and the order; rows are reversed after.
     let backwards = matches!(cursor, Cursor::Before(..));
-    let (key, id) = match cursor {
-        Cursor::First => (None, None),
-        Cursor::After(key, id) | Cursor::Before(key, id) => (Some(key.clone()), Some(*id)),
+    let edge = match cursor {
+        Cursor::First => None,
+        // A key that does not parse for this sort (tampered, or from another sort) starts at the top.
+        Cursor::After(key, id) | Cursor::Before(key, id) => sort.parse_key(key).map(|key| (key, *id)),
     };
-    if let (Some(key), Some(id)) = (key, id) {
+    if let Some((key, id)) = edge {
         let forward_less = sort.descending() != backwards;
         let op = if forward_less { "<" } else { ">" };
-        let key = q.bind(key);
-        let cast = format!("{key}::text::{}", sort.key_type());
+        let key = match key {
+            Key::Time(at) => q.bind(at),
+            Key::Date(date) => format!("coalesce({}::date, 'infinity'::date)", q.bind(date)),
+            Key::Text(text) => q.bind(text),
+        };
         if sort.tie_break() {
             let id = q.bind(id);
-            q.sql.push_str(&format!(" AND ({}, o.id) {op} ({cast}, {id})", sort.key()));
+            q.sql.push_str(&format!(" AND ({}, o.id) {op} ({key}, {id})", sort.key()));
         } else {
-            q.sql.push_str(&format!(" AND {} {op} {cast}", sort.key()));
+            q.sql.push_str(&format!(" AND {} {op} {key}", sort.key()));
         }
     }
     let direction = if sort.descending() != backwards { "DESC" } else { "ASC" };
@@ -239,21 +268,15 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
     } else {
         format!("{} {direction}", sort.key())
     };
-    let sql = format!(
-        "{}, ({})::text AS sort_key{}{} ORDER BY {order} LIMIT {}",
-        OrderRow::SELECT.trim_end_matches(OrderRow::FROM),
-        sort.key(),
-        OrderRow::FROM,
-        q.sql,
-        PAGE_SIZE + 1
-    );
+    let sql = format!("{}{} ORDER BY {order} LIMIT {}", OrderRow::SELECT, q.sql, PAGE_SIZE + 1);
     let mut rows = db.query(&sql, &q.refs()).await?;
     let more = rows.len() > PAGE_SIZE;
     rows.truncate(PAGE_SIZE);
     if backwards {
         rows.reverse();
     }
-    let cursor_of = |row: &tokio_postgres::Row| encode(row.get::<_, &str>("sort_key"), row.get("id"));
+    let rows: Vec<OrderRow> = rows.iter().map(OrderRow::from_row).collect();
+    let cursor_of = |row: &OrderRow| encode(&sort.key_of(row), row.id);
     let (has_newer, has_older) = match cursor {
         Cursor::First => (false, more),
         Cursor::After(..) => (true, more),
@@ -262,7 +285,7 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
     Ok(Page {
         newer: rows.first().filter(|_| has_newer).map(cursor_of),
         older: rows.last().filter(|_| has_older).map(cursor_of),
-        rows: rows.iter().map(OrderRow::from_row).collect(),
+        rows,
         total,
     })
 }
@@ -313,9 +336,17 @@ mod tests {
     }
 
     #[test]
-    fn the_row_query_ends_with_its_from_clause() {
-        // `load` adds the sort key's column in front of it.
-        assert!(OrderRow::SELECT.ends_with(OrderRow::FROM));
+    fn keys_parse_only_as_their_sort_writes_them() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_000).unwrap();
+        assert_eq!(Sort::Updated.parse_key("1764000000123456000"), Some(Key::Time(at)));
+        let date = Date::from_julian_day(2_461_000).unwrap();
+        assert_eq!(Sort::Expected.parse_key("2461000"), Some(Key::Date(Some(date))));
+        assert_eq!(Sort::Expected.parse_key("none"), Some(Key::Date(None)));
+        for bad in ["x", "2025-08-10 11:23:20+00", "99999999999999999999999999999999999999"] {
+            assert_eq!(Sort::Updated.parse_key(bad), None, "{bad}");
+            assert_eq!(Sort::Expected.parse_key(bad), None, "{bad}");
+        }
+        assert_eq!(Sort::Number.parse_key("ORD-1~x"), Some(Key::Text("ORD-1~x".into())));
     }
 
     #[test]

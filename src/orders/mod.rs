@@ -42,8 +42,6 @@ impl OrderRow {
          s.name AS stage, s.position AS stage_position, s.awaits_customer, \
          (SELECT count(*) FROM workflow_stages ws WHERE ws.workflow_id = o.workflow_id) AS stage_count \
          FROM orders o JOIN workflow_stages s ON s.id = o.stage_id";
-    /// The FROM clause [`OrderRow::SELECT`] ends with, for callers that add columns before it.
-    pub const FROM: &'static str = " FROM orders o JOIN workflow_stages s ON s.id = o.stage_id";
 
     pub fn from_row(row: &Row) -> Self {
         OrderRow {
