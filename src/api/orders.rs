@@ -382,7 +382,7 @@ fn tracking(mut body: Body) -> Result<Tracking, ApiError> {
     let carrier = text("tracking.carrier", &body.required::<String>("carrier")?, TRACKING_TEXT_MAX)?;
     let number = text("tracking.number", &body.required::<String>("number")?, TRACKING_TEXT_MAX)?;
     let url = match optional_text("tracking.url", body.take::<String>("url")?, TRACKING_URL_MAX)? {
-        Given::Value(url) if !url.starts_with("https://") || url.chars().any(char::is_whitespace) => {
+        Given::Value(url) if !crate::orders::moves::tracking_url_ok(&url) => {
             return Err(ApiError::invalid("tracking.url", "`tracking.url` must be an https:// address."));
         }
         Given::Value(url) => Some(url),

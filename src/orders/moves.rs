@@ -131,6 +131,12 @@ pub fn group(n: usize) -> String {
     out
 }
 
+/// Whether a shipment's tracking link may be shown to customers as a link:
+/// https only (the column says so too), something after the scheme, no blanks.
+pub fn tracking_url_ok(url: &str) -> bool {
+    url.starts_with("https://") && url.len() > "https://".len() && !url.contains(char::is_whitespace)
+}
+
 /// Checks a move of `current` to `target` with these (cleaned) notes.
 pub fn check(current: &Current, target: Option<&Target>, customer_note: &str, internal_note: &str) -> MoveErrors {
     let mut errors = MoveErrors {
@@ -226,6 +232,14 @@ mod tests {
             too_long("note", &"a".repeat(2001), 2000).as_deref(),
             Some("The note is 2,001 characters long; shorten it to at most 2,000.")
         );
+    }
+
+    #[test]
+    fn tracking_links_are_https_with_an_address() {
+        assert!(tracking_url_ok("https://track.example/1"));
+        for bad in ["http://track.example/1", "https://", "https://a b", "javascript:alert(1)"] {
+            assert!(!tracking_url_ok(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -1035,7 +1035,7 @@ fn check_tracking(fields: &OrderFields, errors: &mut OrderErrors) -> Tracking {
     let mut url =
         take(optional_text("tracking link", &fields.tracking_url, TRACKING_URL_MAX), &mut errors.tracking_url);
     if let Some(u) = &url
-        && (!u.starts_with("https://") || u.len() <= "https://".len() || u.contains(char::is_whitespace))
+        && !moves::tracking_url_ok(u)
     {
         errors.tracking_url = Some(TRACKING_URL_HTTPS.to_owned());
         url = None;
