@@ -58,6 +58,43 @@ pub struct Config {
     pub mail_poll: Duration,
     /// A failed send is retried after this long, doubling per attempt up to an hour.
     pub mail_retry_base: Duration,
+    /// Where uploaded files are kept: under `<data_dir>/blobs` (the default), or in an S3 bucket when
+    /// `PORTAL_S3_BUCKET` is set (see [`S3Settings`]). Uploads are spooled under the data dir either way.
+    pub storage: StorageSettings,
+    /// The largest file an upload may carry (`PORTAL_UPLOAD_MAX_MB`, 1 to 10240, default 100 MiB).
+    pub upload_max_bytes: u64,
+    /// A download link handed to a browser works for this long (`PORTAL_DOWNLOAD_LINK_MINUTES`,
+    /// 1 to 60, default 5).
+    pub download_grant_ttl: Duration,
+}
+
+/// Where the blob store keeps uploaded files.
+#[derive(Clone, Debug, Default)]
+pub enum StorageSettings {
+    /// Files under `<data_dir>/blobs/objects`.
+    #[default]
+    Local,
+    /// An S3-compatible bucket.
+    S3(S3Settings),
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Garage, Ceph, R2, ...), from `PORTAL_S3_*`.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    /// `PORTAL_S3_ENDPOINT`, an origin such as `https://minio.internal:9000`; without it, AWS S3 for
+    /// the region (`https://s3.<region>.amazonaws.com`).
+    pub endpoint: String,
+    /// `PORTAL_S3_REGION` (default `us-east-1`); part of every signature, even on non-AWS servers.
+    pub region: String,
+    /// `PORTAL_S3_BUCKET`: setting it selects S3 storage. The bucket must exist.
+    pub bucket: String,
+    /// `PORTAL_S3_ACCESS_KEY`, required with the bucket.
+    pub access_key: String,
+    /// `PORTAL_S3_SECRET_KEY`, required with the bucket; never printed.
+    pub secret_key: SecretString,
+    /// `PORTAL_S3_PATH_STYLE`: `http://host/bucket/key` URLs instead of `http://bucket.host/key`.
+    /// Defaults to true when an endpoint is given (most self-hosted servers want it), else false.
+    pub path_style: bool,
 }
 
 impl Default for Config {
@@ -81,6 +118,9 @@ impl Default for Config {
             mail_from: "Portal <portal@localhost>".into(),
             mail_poll: Duration::from_secs(5),
             mail_retry_base: Duration::from_secs(30),
+            storage: StorageSettings::Local,
+            upload_max_bytes: 100 * 1024 * 1024,
+            download_grant_ttl: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -161,8 +201,77 @@ impl Config {
             }
             config.mail_from = from;
         }
+        config.storage = storage_settings(&get)?;
+        if let Some(n) = number(&get, "PORTAL_UPLOAD_MAX_MB", 1, 10 * 1024)? {
+            config.upload_max_bytes = n * 1024 * 1024;
+        }
+        if let Some(n) = number(&get, "PORTAL_DOWNLOAD_LINK_MINUTES", 1, 60)? {
+            config.download_grant_ttl = Duration::from_secs(n * 60);
+        }
         Ok(config)
     }
+}
+
+/// `PORTAL_S3_*`: S3 when the bucket is set, local otherwise. Errors name the variable and never
+/// show the secret key.
+fn storage_settings(get: &impl Fn(&str) -> Option<String>) -> Result<StorageSettings, ConfigError> {
+    let Some(bucket) = get("PORTAL_S3_BUCKET") else {
+        // Half an S3 configuration is a mistake, not a wish for local storage.
+        for name in ["PORTAL_S3_ENDPOINT", "PORTAL_S3_REGION", "PORTAL_S3_ACCESS_KEY", "PORTAL_S3_SECRET_KEY"] {
+            if get(name).is_some() {
+                return Err(ConfigError::Invalid {
+                    name: "PORTAL_S3_BUCKET",
+                    reason: format!("{name} is set but the bucket is not: set PORTAL_S3_BUCKET to store files on S3"),
+                });
+            }
+        }
+        return Ok(StorageSettings::Local);
+    };
+    let bucket = bucket.trim().to_owned();
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_bucket {
+        return Err(ConfigError::Invalid {
+            name: "PORTAL_S3_BUCKET",
+            reason: format!("{bucket:?} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)"),
+        });
+    }
+    let region = get("PORTAL_S3_REGION").map_or_else(|| "us-east-1".to_owned(), |r| r.trim().to_owned());
+    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ConfigError::Invalid {
+            name: "PORTAL_S3_REGION",
+            reason: format!("{region:?} is not a region name like us-east-1"),
+        });
+    }
+    let endpoint = match get("PORTAL_S3_ENDPOINT") {
+        Some(url) => Some(origin_of("PORTAL_S3_ENDPOINT", &url)?),
+        None => None,
+    };
+    let required = |name: &'static str| {
+        get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Invalid { name, reason: "required when PORTAL_S3_BUCKET is set".into() })
+    };
+    let access_key = required("PORTAL_S3_ACCESS_KEY")?;
+    let secret_key = SecretString::from(required("PORTAL_S3_SECRET_KEY")?);
+    let path_style = match get("PORTAL_S3_PATH_STYLE") {
+        None => endpoint.is_some(),
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "PORTAL_S3_PATH_STYLE",
+                    reason: format!("expected true or false, got {raw:?}"),
+                });
+            }
+        },
+    };
+    let endpoint = endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+    Ok(StorageSettings::S3(S3Settings { endpoint, region, bucket, access_key, secret_key, path_style }))
 }
 
 fn number(
@@ -186,8 +295,13 @@ fn number(
 /// Normalises a public URL to its origin (`scheme://host[:port]`), refusing anything with a path,
 /// credentials or a scheme other than http(s), because it is compared against `Origin` headers.
 pub fn parse_origin(url: &str) -> Result<String, ConfigError> {
-    let invalid =
-        |reason: &str| ConfigError::Invalid { name: "PORTAL_PUBLIC_URL", reason: format!("{url:?}: {reason}") };
+    origin_of("PORTAL_PUBLIC_URL", url)
+}
+
+fn origin_of(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    // A URL with credentials in it is refused without being shown.
+    let shown = if url.contains('@') { "the URL".to_owned() } else { format!("{url:?}") };
+    let invalid = |reason: &str| ConfigError::Invalid { name, reason: format!("{shown}: {reason}") };
     let trimmed = url.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("https://")
@@ -277,6 +391,120 @@ mod tests {
         for bad in senders {
             let err = from(&[("PORTAL_MAIL_FROM", bad)]).unwrap_err();
             assert!(err.to_string().contains("PORTAL_MAIL_FROM"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_is_local_unless_a_bucket_is_set() {
+        let config = from(&[]).unwrap();
+        assert!(matches!(config.storage, StorageSettings::Local));
+        assert_eq!(config.upload_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(config.download_grant_ttl, Duration::from_secs(300));
+
+        let config = from(&[("PORTAL_UPLOAD_MAX_MB", "2048"), ("PORTAL_DOWNLOAD_LINK_MINUTES", "1")]).unwrap();
+        assert_eq!(config.upload_max_bytes, 2048 * 1024 * 1024);
+        assert_eq!(config.download_grant_ttl, Duration::from_secs(60));
+        for (name, bad) in [
+            ("PORTAL_UPLOAD_MAX_MB", "0"),
+            ("PORTAL_UPLOAD_MAX_MB", "10241"),
+            ("PORTAL_UPLOAD_MAX_MB", "1.5"),
+            ("PORTAL_DOWNLOAD_LINK_MINUTES", "0"),
+            ("PORTAL_DOWNLOAD_LINK_MINUTES", "61"),
+        ] {
+            let err = from(&[(name, bad)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn reads_s3_settings() {
+        use secrecy::ExposeSecret;
+        let keys = [("PORTAL_S3_ACCESS_KEY", "AKID"), ("PORTAL_S3_SECRET_KEY", "s3cr3t-value")];
+
+        // AWS: no endpoint, virtual-hosted style.
+        let config =
+            from(&[&[("PORTAL_S3_BUCKET", "portal-files"), ("PORTAL_S3_REGION", "eu-west-3")][..], &keys].concat())
+                .unwrap();
+        let StorageSettings::S3(s3) = &config.storage else { panic!("S3 expected") };
+        assert_eq!(s3.bucket, "portal-files");
+        assert_eq!(s3.region, "eu-west-3");
+        assert_eq!(s3.endpoint, "https://s3.eu-west-3.amazonaws.com");
+        assert!(!s3.path_style);
+        assert_eq!(s3.access_key, "AKID");
+        assert_eq!(s3.secret_key.expose_secret(), "s3cr3t-value");
+        assert!(!format!("{config:?}").contains("s3cr3t-value"), "the secret key never prints");
+
+        // A self-hosted server: path style unless told otherwise, us-east-1 by default.
+        let minio = [("PORTAL_S3_BUCKET", "files"), ("PORTAL_S3_ENDPOINT", "http://127.0.0.1:9000/")];
+        let config = from(&[&minio[..], &keys].concat()).unwrap();
+        let StorageSettings::S3(s3) = &config.storage else { panic!("S3 expected") };
+        assert_eq!(s3.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(s3.region, "us-east-1");
+        assert!(s3.path_style);
+        let config = from(&[&minio[..], &keys, &[("PORTAL_S3_PATH_STYLE", "false")]].concat()).unwrap();
+        let StorageSettings::S3(s3) = &config.storage else { panic!("S3 expected") };
+        assert!(!s3.path_style);
+    }
+
+    #[test]
+    fn refuses_incomplete_or_bad_s3_settings_by_name() {
+        let secret = "hunter2-secret";
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![("PORTAL_S3_BUCKET", "files"), ("PORTAL_S3_SECRET_KEY", secret)], "PORTAL_S3_ACCESS_KEY"),
+            (vec![("PORTAL_S3_BUCKET", "files"), ("PORTAL_S3_ACCESS_KEY", "AKID")], "PORTAL_S3_SECRET_KEY"),
+            (
+                vec![("PORTAL_S3_ENDPOINT", "http://127.0.0.1:9000"), ("PORTAL_S3_SECRET_KEY", secret)],
+                "PORTAL_S3_BUCKET",
+            ),
+            (
+                vec![
+                    ("PORTAL_S3_BUCKET", "files"),
+                    ("PORTAL_S3_ACCESS_KEY", "AKID"),
+                    ("PORTAL_S3_SECRET_KEY", secret),
+                    ("PORTAL_S3_ENDPOINT", "ftp://files.example"),
+                ],
+                "PORTAL_S3_ENDPOINT",
+            ),
+            (
+                vec![
+                    ("PORTAL_S3_BUCKET", "files"),
+                    ("PORTAL_S3_ACCESS_KEY", "AKID"),
+                    ("PORTAL_S3_SECRET_KEY", secret),
+                    ("PORTAL_S3_ENDPOINT", "https://AKID:hunter2-secret@s3.example"),
+                ],
+                "PORTAL_S3_ENDPOINT",
+            ),
+            (
+                vec![
+                    ("PORTAL_S3_BUCKET", "files"),
+                    ("PORTAL_S3_ACCESS_KEY", "AKID"),
+                    ("PORTAL_S3_SECRET_KEY", secret),
+                    ("PORTAL_S3_PATH_STYLE", "yes please"),
+                ],
+                "PORTAL_S3_PATH_STYLE",
+            ),
+            (
+                vec![
+                    ("PORTAL_S3_BUCKET", "../Files"),
+                    ("PORTAL_S3_ACCESS_KEY", "AKID"),
+                    ("PORTAL_S3_SECRET_KEY", secret),
+                ],
+                "PORTAL_S3_BUCKET",
+            ),
+            (
+                vec![
+                    ("PORTAL_S3_BUCKET", "files"),
+                    ("PORTAL_S3_ACCESS_KEY", "AKID"),
+                    ("PORTAL_S3_SECRET_KEY", secret),
+                    ("PORTAL_S3_REGION", "eu west"),
+                ],
+                "PORTAL_S3_REGION",
+            ),
+        ];
+        for (vars, name) in cases {
+            let err = from(&vars).unwrap_err().to_string();
+            assert!(err.contains(name), "{vars:?} should fail on {name}: {err}");
+            assert!(!err.contains("hunter2"), "the error never shows the secret: {err}");
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod orders;
 pub mod reports;
 pub mod staff;
+pub mod storage;
 pub mod telemetry;
 pub mod tickets;
 pub mod web;

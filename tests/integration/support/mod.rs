@@ -10,13 +10,15 @@
 
 pub mod browser;
 pub mod live;
+pub mod s3;
 pub mod smtp;
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use portal::config::Config;
+use portal::config::{Config, StorageSettings};
 use portal::db::cluster::{Cluster, ClusterOptions, sweep_stale};
 use reqwest::redirect::Policy;
 use tokio::sync::OnceCell;
@@ -26,6 +28,8 @@ use uuid::Uuid;
 pub const PASSWORD: &str = "demo-portal-password";
 const TEMPLATE: &str = "portal_template";
 const CLUSTERS_DIR: &str = "/tmp/portal-test-clusters";
+/// Each app's data dir (blobs, spool) is `<this>/run-<pid>/<test database name>`.
+const DATA_DIR: &str = "/tmp/portal-test-data";
 
 static CLUSTER: OnceCell<Arc<Cluster>> = OnceCell::const_new();
 
@@ -87,6 +91,8 @@ pub struct TestApp {
     mail: smtp::Mailbox,
     /// The app's `run()` (HTTP server, mail worker, sweeper), awaited by `stop()`.
     running: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+    /// The config the app was built with.
+    config: Config,
 }
 
 impl Drop for TestApp {
@@ -116,6 +122,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mail = smtp::Mailbox::start().await;
     let mut config = Config {
         addr: "127.0.0.1:0".parse().expect("address"),
+        // Its own blobs and spool, never the repository's `var`.
+        data_dir: fresh_data_dir(&name),
         workers: 1,
         db_pool_size: 4,
         smtp_url: Some(mail.url().into()),
@@ -124,15 +132,106 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     };
     tweak(&mut config);
     let db = portal::db::Db::connect(logins(&db_url), config.db_pool_size).await.expect("app pool");
-    let app = portal::Application::build(&config, db).expect("app builds");
+    let blobs = portal::storage::BlobStore::open(&config).await.expect("the blob store opens");
+    let app = portal::Application::build(&config, db, blobs).expect("app builds");
     let origin = app.origin().to_owned();
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let running = std::sync::Mutex::new(Some(tokio::spawn(app.run())));
-    TestApp { address, origin, db_url, handle, mail, running }
+    TestApp { address, origin, db_url, handle, mail, running, config }
+}
+
+/// Starts the portal like [`spawn_app`], storing files in a fresh bucket on the test S3 server.
+pub async fn spawn_app_on_s3() -> TestApp {
+    spawn_app_on_s3_with(|_| {}).await
+}
+
+/// [`spawn_app_with`] on a fresh bucket of the test S3 server (`tweak` runs after the storage is set).
+pub async fn spawn_app_on_s3_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let settings = s3::settings().await;
+    spawn_app_with(move |config| {
+        config.storage = StorageSettings::S3(settings);
+        tweak(config);
+    })
+    .await
+}
+
+/// A new, empty data dir for this test process: `/tmp/portal-test-data/run-<pid>/<name>`. The
+/// first call removes the data dirs of test processes that are gone.
+pub fn fresh_data_dir(name: &str) -> PathBuf {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let parent = Path::new(DATA_DIR);
+        sweep_dead_runs(parent);
+        parent.join(format!("run-{}", std::process::id()))
+    });
+    let dir = run.join(name);
+    std::fs::create_dir_all(&dir).expect("test data dir");
+    dir
+}
+
+/// Removes the `run-<pid>` directories under `parent` whose process is gone.
+pub fn sweep_dead_runs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("run-")).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The keys of every object stored under `storage` (for a local store, the files under
+/// `<data_dir>/blobs/objects`), sorted: tests use it to prove nothing is left behind.
+pub async fn stored_objects(storage: &StorageSettings, data_dir: &Path) -> Vec<String> {
+    match storage {
+        StorageSettings::S3(settings) => s3::keys(settings).await,
+        StorageSettings::Local => {
+            let objects = data_dir.join("blobs/objects");
+            let mut keys = Vec::new();
+            let mut dirs = vec![objects.clone()];
+            while let Some(dir) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for entry in entries {
+                    let path = entry.expect("directory entry").path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else {
+                        let key = path.strip_prefix(&objects).expect("under the objects dir");
+                        keys.push(key.to_string_lossy().into_owned());
+                    }
+                }
+            }
+            keys.sort();
+            keys
+        }
+    }
 }
 
 impl TestApp {
+    /// The config the app was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where this app stores files: local (under [`TestApp::data_dir`]) or its own S3 bucket.
+    pub fn storage(&self) -> &StorageSettings {
+        &self.config.storage
+    }
+
+    /// This app's data dir: a fresh one under /tmp unless the test chose another.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// The keys of every object in this app's blob store, sorted (see [`stored_objects`]).
+    pub async fn stored_objects(&self) -> Vec<String> {
+        stored_objects(&self.config.storage, &self.config.data_dir).await
+    }
+
     /// The SMTP server this app sends to: `app.mail().wait_for(to, "subject part").await`.
     pub fn mail(&self) -> &smtp::Mailbox {
         &self.mail
