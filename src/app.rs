@@ -20,11 +20,13 @@ pub struct Application {
     live: crate::live::Live,
     events_retention: Duration,
     mailer: crate::mail::Mailer,
+    blobs: crate::storage::BlobStore,
 }
 
 impl Application {
     /// Binds the listener (port 0 picks a free one) and prepares the server without running it.
-    pub fn build(config: &Config, db: Db) -> std::io::Result<Self> {
+    /// `blobs` is opened by the caller (`BlobStore::open`), as it may need the network.
+    pub fn build(config: &Config, db: Db, blobs: crate::storage::BlobStore) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr)?;
         let bound = listener.local_addr()?;
         // Without a public URL, a portal on this machine is `localhost`: a name, not an
@@ -60,6 +62,9 @@ impl Application {
             live: live.clone(),
             metrics_token: config.metrics_token.clone(),
             passkeys,
+            blobs: blobs.clone(),
+            upload_max_bytes: config.upload_max_bytes,
+            download_grant_ttl: config.download_grant_ttl,
         });
         // The JSON API (`/api/v1`, bearer tokens) sits next to the pages, behind the same middleware.
         let server = HttpServer::new(move || crate::web::app(state.clone(), secure).configure(crate::api::routes))
@@ -67,7 +72,16 @@ impl Application {
             .shutdown_timeout(10)
             .listen(listener)?
             .run();
-        Ok(Self { server, port: bound.port(), origin, db, live, events_retention: config.events_retention, mailer })
+        Ok(Self {
+            server,
+            port: bound.port(),
+            origin,
+            db,
+            live,
+            events_retention: config.events_retention,
+            mailer,
+            blobs,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -86,7 +100,7 @@ impl Application {
 
     /// Serves until the server stops (Ctrl-C / SIGTERM finish in-flight requests first).
     pub async fn run(self) -> std::io::Result<()> {
-        let sweeper = tokio::spawn(sweep(self.db.clone(), self.events_retention));
+        let sweeper = tokio::spawn(sweep(self.db.clone(), self.blobs.clone(), self.events_retention));
         let mail = self.mailer.start();
         let result = self.server.await;
         sweeper.abort();
@@ -99,8 +113,9 @@ impl Application {
 
 /// Every ten minutes: expired sessions are deleted (they are refused as soon as they expire
 /// regardless, and deleting them closes their live sockets), and so are events past retention
-/// and sign-in / rate-limit counters that no longer count.
-async fn sweep(db: Db, events_retention: Duration) {
+/// and sign-in / rate-limit counters that no longer count, download links a day past expiry,
+/// and the files of uploads that died half-way.
+async fn sweep(db: Db, blobs: crate::storage::BlobStore, events_retention: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
         every.tick().await;
@@ -128,6 +143,16 @@ async fn sweep(db: Db, events_retention: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "unfinished passkey ceremonies removed"),
             Err(e) => tracing::warn!(error = %e, "passkey ceremony sweep failed"),
+        }
+        match crate::documents::upload::sweep(&db, &blobs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "files of abandoned uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "upload sweep failed"),
+        }
+        match crate::documents::grants::sweep(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired download links removed"),
+            Err(e) => tracing::warn!(error = %e, "download link sweep failed"),
         }
     }
 }

@@ -138,12 +138,17 @@ async fn with_database(command: Command, config: &Config, url: &str, private: bo
     let pool = db::Db::connect(logins(config, url, private)?, config.db_pool_size).await?;
     match command {
         Command::Migrate => println!("Migrations are up to date."),
-        Command::Demo => report_demo(portal::demo::load(&pool).await?),
+        Command::Demo => {
+            report_demo(portal::demo::load(&pool).await?);
+            portal::demo::files(&pool, &portal::storage::BlobStore::open(config).await?).await?;
+        }
         Command::Serve { demo } => {
+            let blobs = portal::storage::BlobStore::open(config).await?;
             if demo {
                 report_demo(portal::demo::load(&pool).await?);
+                portal::demo::files(&pool, &blobs).await?;
             }
-            let app = Application::build(config, pool)?;
+            let app = Application::build(config, pool, blobs)?;
             println!("Portal is running at {}  (Ctrl-C stops it)", app.origin());
             if demo {
                 println!("Demo sign-ins (password {}):", portal::demo::PASSWORD);

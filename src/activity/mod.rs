@@ -62,6 +62,8 @@ pub fn describe(action: &str) -> &str {
         "integration.token_created" => "Created an integration token",
         "integration.token_revoked" => "Revoked an integration token",
         "document.uploaded" => "Uploaded a document",
+        "document.version_added" => "Uploaded a new version of a document",
+        "document.downloaded" => "Downloaded a document",
         "ticket.opened" => "Opened a ticket",
         "customer.created" => "Customer account created",
         other => other,

@@ -38,6 +38,9 @@ pub enum DbError {
     Migration(#[from] refinery::Error),
     #[error("database URL: {0}")]
     Url(String),
+    /// The rows are not as this write requires (a race lost to another writer): nothing was written.
+    #[error("database state: {0}")]
+    Invariant(String),
 }
 
 impl DbError {

@@ -1,115 +1,587 @@
-//! Documents: the customer's files with their latest version, by type, order or search.
+//! Documents: the customer's library (filters, search, keyset pages), each
+//! document's versions, uploads by customers, and downloads through
+//! single-use grants. Staff pages (`staff::documents`) use the same parts.
 
-use actix_web::{HttpResponse, web};
+pub mod content;
+pub mod form;
+pub mod grants;
+pub mod list;
+pub mod upload;
+pub mod view;
+
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
-use time::OffsetDateTime;
-use tokio_postgres::Row;
+use time::Date;
 use uuid::Uuid;
 
-use crate::orders::OrderFilter;
-use crate::web::{AppError, CustomerScope, Section, Shell, html};
+use crate::auth::Role;
+use crate::auth::forms::client_ip;
+use crate::db::Scope;
+use crate::orders::list::Cursor;
+use crate::web::{
+    AccountScope, AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, Uploader, html, html_with_status,
+    redirect_with_flash,
+};
+use form::{DocumentForm, TYPES};
+use list::{DocumentRow, Filters, Page};
+use view::DocumentView;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/documents", web::get().to(index));
+    cfg.route("/documents", web::get().to(index))
+        .route("/documents", web::post().to(create))
+        .route("/documents/new", web::get().to(new_form))
+        .route("/documents/{id}", web::get().to(show))
+        .route("/documents/{id}/versions", web::post().to(add_version))
+        .route("/documents/{id}/download", web::post().to(download))
+        .route("/documents/{id}/links/{grant}/revoke", web::post().to(revoke_link))
+        .route("/downloads/{token}", web::get().to(fetch));
 }
 
-/// The `doc_type` values the schema allows, in the order the filter offers them.
-const TYPES: [&str; 7] = ["contract", "certificate", "report", "artwork", "invoice_copy", "purchase_order", "other"];
+/// The live region of the library's first page, shared by every user of a customer.
+pub const LATEST_REGION: &str = "documents-latest";
 
-pub struct LatestVersion {
-    pub version: i32,
-    pub file_name: String,
-    pub size_bytes: i64,
-}
-
-pub struct DocumentRow {
-    pub title: String,
-    pub doc_type: String,
-    pub order: Option<(Uuid, String)>,
-    pub latest: Option<LatestVersion>,
-    pub updated_at: OffsetDateTime,
-}
-
-impl DocumentRow {
-    fn from_row(row: &Row) -> Self {
-        let order = match (row.get::<_, Option<Uuid>>("order_id"), row.get::<_, Option<String>>("order_number")) {
-            (Some(id), Some(number)) => Some((id, number)),
-            _ => None,
-        };
-        let latest = row.get::<_, Option<i32>>("version").map(|version| LatestVersion {
-            version,
-            file_name: row.get("file_name"),
-            size_bytes: row.get("size_bytes"),
-        });
-        DocumentRow {
-            title: row.get("title"),
-            doc_type: row.get("doc_type"),
-            order,
-            latest,
-            updated_at: row.get("updated_at"),
-        }
-    }
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ListQuery {
     #[serde(rename = "type")]
     doc_type: Option<String>,
     order: Option<String>,
     q: Option<String>,
+    tag: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+/// The filters as the page shows them back, and as they go into page links.
+pub struct Shown {
+    pub doc_type: &'static str,
+    pub q: String,
+    pub tag: String,
+    pub from: String,
+    pub to: String,
+    pub order: crate::orders::OrderFilter,
+}
+
+impl Shown {
+    /// The query string of these filters (without the page cursor).
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if self.doc_type != "all" {
+            parts.push(format!("type={}", self.doc_type));
+        }
+        if let Some(id) = self.order.id() {
+            parts.push(format!("order={id}"));
+        }
+        for (name, value) in [("q", &self.q), ("tag", &self.tag), ("from", &self.from), ("to", &self.to)] {
+            if !value.is_empty() {
+                parts.push(format!("{name}={}", crate::web::encode_query_value(value)));
+            }
+        }
+        parts.join("&")
+    }
+
+    pub fn is_filtered(&self) -> bool {
+        self.doc_type != "all"
+            || self.order.is_set()
+            || !self.q.is_empty()
+            || !self.tag.is_empty()
+            || !self.from.is_empty()
+            || !self.to.is_empty()
+    }
+
+    fn href(&self, cursor: &str, value: &str) -> String {
+        let query = self.query();
+        let sep = if query.is_empty() { "" } else { "&" };
+        format!("/documents?{query}{sep}{cursor}={}", crate::web::encode_query_value(value))
+    }
+}
+
+pub fn parse_date(s: &str) -> Option<Date> {
+    Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+pub fn total_label(total: i64) -> String {
+    match total {
+        0 => "No documents".into(),
+        1 => "1 document".into(),
+        n if n > list::COUNT_CAP => {
+            format!("More than {} documents", crate::orders::moves::group(list::COUNT_CAP as usize))
+        }
+        n => format!("{} documents", crate::orders::moves::group(n as usize)),
+    }
 }
 
 #[derive(TemplateSimple)]
 #[template(path = "documents/index.stpl")]
 struct IndexPage {
     shell: Shell,
-    documents: Vec<DocumentRow>,
+    shown: Shown,
     types: [&'static str; 7],
-    doc_type: &'static str,
-    order: OrderFilter,
-    q: String,
+    table: TablePart,
+    newer_href: Option<String>,
+    older_href: Option<String>,
+}
+
+/// Why a list is empty, for the words of its empty state.
+pub enum Empty {
+    Nothing,
+    NoMatch(String),
+    Filtered,
+    UnknownOrder,
+}
+
+/// The results of a library page; on the customer's unfiltered first page it is
+/// the live region [`LATEST_REGION`], re-rendered for every user of the customer.
+#[derive(TemplateSimple)]
+#[template(path = "documents/_table.stpl")]
+pub struct TablePart {
+    pub rows: Vec<DocumentRow>,
+    pub live: bool,
+    pub total_label: String,
+    pub empty: Empty,
+    pub nothing_text: &'static str,
+    pub list_href: &'static str,
+    pub link_prefix: &'static str,
+    pub order_prefix: &'static str,
+    pub tag_prefix: &'static str,
+    pub origin_label: &'static str,
+    pub show_customer: bool,
+}
+
+impl TablePart {
+    /// The customer's side of the table.
+    pub fn customer(page: Page, live: bool, empty: Empty) -> Self {
+        TablePart {
+            total_label: total_label(page.total),
+            rows: page.rows,
+            live,
+            empty,
+            nothing_text: "Contracts, certificates, reports and artwork we share with you appear here, \
+                           and so does everything you upload.",
+            list_href: "/documents",
+            link_prefix: "/documents/",
+            order_prefix: "/orders/",
+            tag_prefix: "/documents?tag=",
+            origin_label: "Uploaded by you",
+            show_customer: false,
+        }
+    }
+
+    /// The live region's current markup for a customer.
+    pub async fn latest(db: &Scope, customer: Uuid) -> Result<Self, AppError> {
+        let filters = Filters { customer: Some(customer), ..Filters::default() };
+        let page = list::load(db, &filters, &Cursor::First).await?;
+        Ok(TablePart::customer(page, true, Empty::Nothing))
+    }
 }
 
 async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
-    let doc_type = TYPES.into_iter().find(|t| query.doc_type.as_deref() == Some(*t)).unwrap_or("all");
-    let q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
-    let pattern = crate::db::like_pattern(&q);
-    let order = OrderFilter::resolve(&cx.db, customer, query.order.as_deref()).await?;
-    let documents = if matches!(order, OrderFilter::Unknown) {
-        Vec::new()
-    } else {
-        cx.db
-            .query(
-                "SELECT d.title, d.doc_type, d.updated_at, d.order_id, o.number AS order_number, \
-                 v.version, v.file_name, v.size_bytes \
-                 FROM documents d \
-                 LEFT JOIN orders o ON o.id = d.order_id \
-                 LEFT JOIN LATERAL (SELECT version, file_name, size_bytes FROM document_versions dv \
-                   WHERE dv.document_id = d.id ORDER BY dv.version DESC LIMIT 1) v ON true \
-                 WHERE d.customer_id = $1 AND ($2 = 'all' OR d.doc_type = $2) \
-                 AND ($3::uuid IS NULL OR d.order_id = $3) \
-                 AND ($4 = '%%' OR d.title ILIKE $4 OR d.description ILIKE $4) \
-                 ORDER BY d.updated_at DESC, d.id",
-                &[&customer, &doc_type, &order.id(), &pattern],
-            )
-            .await?
-            .iter()
-            .map(DocumentRow::from_row)
-            .collect()
+    let doc_type = TYPES.into_iter().find(|t| query.doc_type.as_deref() == Some(*t));
+    let q: String = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect();
+    let tag: String = query.tag.as_deref().unwrap_or("").trim().chars().take(40).collect::<String>().to_lowercase();
+    let from = query.from.as_deref().and_then(parse_date);
+    let to = query.to.as_deref().and_then(parse_date);
+    let order = crate::orders::OrderFilter::resolve(&cx.db, customer, query.order.as_deref()).await?;
+    let cursor = Cursor::parse(query.after.as_deref(), query.before.as_deref());
+    let filters = Filters {
+        customer: Some(customer),
+        doc_type,
+        order: order.id(),
+        from,
+        to,
+        tag: (!tag.is_empty()).then(|| tag.clone()),
+        search: q.clone(),
     };
+    let page = if matches!(order, crate::orders::OrderFilter::Unknown) {
+        Page { rows: Vec::new(), newer: None, older: None, total: 0 }
+    } else {
+        list::load(&cx.db, &filters, &cursor).await?
+    };
+    let live_cursor = cx.db.live_cursor();
     cx.db.commit().await?;
-    let title = match &order {
-        OrderFilter::Found { number, .. } => format!("Documents for {number}"),
+    let shown = Shown {
+        doc_type: doc_type.unwrap_or("all"),
+        q,
+        tag,
+        from: from.map(|d| d.to_string()).unwrap_or_default(),
+        to: to.map(|d| d.to_string()).unwrap_or_default(),
+        order,
+    };
+    let title = match &shown.order {
+        crate::orders::OrderFilter::Found { number, .. } => format!("Documents for {number}"),
         _ => "Documents".to_owned(),
     };
+    let live_latest = !shown.is_filtered() && cursor == Cursor::First;
+    let mut shell = Shell::page(&cx.viewer, title, Section::Documents, cx.flash);
+    if live_latest {
+        shell = shell.live(live_cursor);
+    }
+    let empty = if matches!(shown.order, crate::orders::OrderFilter::Unknown) {
+        Empty::UnknownOrder
+    } else if !shown.q.is_empty() {
+        Empty::NoMatch(shown.q.clone())
+    } else if shown.is_filtered() {
+        Empty::Filtered
+    } else {
+        Empty::Nothing
+    };
     html(IndexPage {
-        shell: Shell::page(&cx.viewer, title, Section::Documents, cx.flash),
-        documents,
+        shell,
+        newer_href: page.newer.as_deref().map(|c| shown.href("before", c)),
+        older_href: page.older.as_deref().map(|c| shown.href("after", c)),
+        table: TablePart::customer(page, live_latest, empty),
+        shown,
         types: TYPES,
-        doc_type,
-        order,
-        q,
     })
+}
+
+/// The upload form's page, for a new document or a new version.
+#[derive(TemplateSimple)]
+#[template(path = "documents/new.stpl")]
+pub struct NewPage {
+    pub shell: Shell,
+    pub csrf: String,
+    pub form: DocumentForm,
+    pub error: Option<String>,
+    pub orders: Vec<(Uuid, String)>,
+    pub types: [&'static str; 7],
+    pub limits: UploadLimits,
+    pub cancel_href: String,
+}
+
+/// What the upload widgets tell the user before they send anything.
+pub struct UploadLimits {
+    pub accept: String,
+    pub accepted: &'static str,
+    pub max_bytes: u64,
+    pub max_label: String,
+}
+
+impl UploadLimits {
+    pub fn new(max_bytes: u64) -> Self {
+        UploadLimits {
+            accept: content::accept_attribute(),
+            accepted: content::ACCEPTED_SUMMARY,
+            max_bytes,
+            max_label: crate::format::bytes(max_bytes as i64),
+        }
+    }
+}
+
+/// The customer's orders that a document can be attached to: open ones first, then recent.
+pub async fn order_choices(db: &Scope, customer: Uuid) -> Result<Vec<(Uuid, String)>, AppError> {
+    Ok(db
+        .query(
+            "SELECT id, number || ' · ' || title FROM orders WHERE customer_id = $1 \
+             ORDER BY (status = 'open') DESC, updated_at DESC LIMIT 200",
+            &[&customer],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    order: Option<String>,
+}
+
+async fn new_form(
+    cx: CustomerScope,
+    state: web::Data<AppState>,
+    query: web::Query<NewQuery>,
+) -> Result<HttpResponse, AppError> {
+    let orders = order_choices(&cx.db, cx.customer.id).await?;
+    cx.db.commit().await?;
+    let order = query.order.clone().filter(|o| orders.iter().any(|(id, _)| id.to_string() == *o)).unwrap_or_default();
+    html(NewPage {
+        shell: Shell::page(&cx.viewer, "Upload a document", Section::Documents, cx.flash),
+        csrf: cx.viewer.csrf_token.clone(),
+        form: DocumentForm { doc_type: "artwork".into(), order, ..DocumentForm::default() },
+        error: None,
+        orders,
+        types: TYPES,
+        limits: UploadLimits::new(state.upload_max_bytes),
+        cancel_href: "/documents".into(),
+    })
+}
+
+async fn create(
+    req: HttpRequest,
+    uploader: Uploader,
+    state: web::Data<AppState>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let Some(customer) = uploader.viewer.customer.clone() else {
+        return Err(AppError::Redirect("/staff/documents/new".into()));
+    };
+    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
+    let form = DocumentForm::from_received(&received);
+    let refuse = |error: String, status, orders| {
+        let page = NewPage {
+            shell: Shell::page(&uploader.viewer, "Upload a document", Section::Documents, None),
+            csrf: uploader.viewer.csrf_token.clone(),
+            form: form.clone(),
+            error: Some(error),
+            orders,
+            types: TYPES,
+            limits: UploadLimits::new(state.upload_max_bytes),
+            cancel_href: "/documents".into(),
+        };
+        html_with_status(status, page.render_once()?)
+    };
+    let file = match received.file {
+        Ok(file) => file,
+        Err(e) if e.is_the_users() => {
+            let db = uploader.open().await?;
+            let orders = order_choices(&db, customer.id).await?;
+            db.commit().await?;
+            return refuse(e.to_string(), e.status(), orders);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let valid = match form.validate(Some(&file.detected.file_name)) {
+        Ok(valid) => valid,
+        Err(message) => {
+            let db = uploader.open().await?;
+            let orders = order_choices(&db, customer.id).await?;
+            db.commit().await?;
+            return refuse(message, actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, orders);
+        }
+    };
+    let stored = file.store(&uploader, &state.blobs, customer.id).await?;
+    let viewer = &uploader.viewer;
+    let written = async {
+        let db = uploader.open().await?;
+        let id = form::create(&db, customer.id, &valid, &stored, viewer.user_id, &viewer.email, "customer").await?;
+        if id.is_some() {
+            db.commit().await?;
+        }
+        Ok::<_, AppError>(id)
+    }
+    .await;
+    match written {
+        Ok(Some(id)) => Ok(uploaded(
+            &req,
+            &state,
+            &format!("/documents/{id}"),
+            Flash::success(format!("“{}” is uploaded. We have been notified.", valid.title)),
+        )),
+        Ok(None) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            let db = uploader.open().await?;
+            let orders = order_choices(&db, customer.id).await?;
+            db.commit().await?;
+            refuse("Choose an order from the list.".into(), actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, orders)
+        }
+        Err(e) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            Err(e)
+        }
+    }
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "documents/show.stpl")]
+struct ShowPage {
+    shell: Shell,
+    view: DocumentView,
+    csrf: String,
+    is_admin: bool,
+    may_add_version: bool,
+    limits: UploadLimits,
+    version_error: Option<String>,
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
+}
+
+async fn show_page(
+    db: Scope,
+    viewer: &crate::auth::Viewer,
+    state: &AppState,
+    id: Uuid,
+    flash: Option<Flash>,
+    version_error: Option<String>,
+) -> Result<String, AppError> {
+    let is_admin = viewer.role == Role::CustomerAdmin;
+    let mut view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+    if is_admin {
+        view = view.with_audit(&db).await?;
+    }
+    db.commit().await?;
+    let title = view.document.title.clone();
+    Ok(ShowPage {
+        shell: Shell::page(viewer, title, Section::Documents, flash),
+        may_add_version: view.customer_may_add_version(),
+        view,
+        csrf: viewer.csrf_token.clone(),
+        is_admin,
+        limits: UploadLimits::new(state.upload_max_bytes),
+        version_error,
+    }
+    .render_once()?)
+}
+
+async fn show(
+    cx: CustomerScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let body = show_page(cx.db, &cx.viewer, &state, id, cx.flash, None).await?;
+    html_with_status(actix_web::http::StatusCode::OK, body)
+}
+
+async fn add_version(
+    req: HttpRequest,
+    uploader: Uploader,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let Some(customer) = uploader.viewer.customer.clone() else { return Err(AppError::NotFound) };
+    let id = parse_id(&path)?;
+    // Known and theirs before a byte is stored: a foreign id is a 404 like any other.
+    {
+        let db = uploader.open().await?;
+        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+        db.commit().await?;
+        if !view.customer_may_add_version() {
+            return Err(AppError::Forbidden);
+        }
+    }
+    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
+    let file = match received.file {
+        Ok(file) => file,
+        Err(e) if e.is_the_users() => {
+            let status = e.status();
+            let body =
+                show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(e.to_string())).await?;
+            return html_with_status(status, body);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stored = file.store(&uploader, &state.blobs, customer.id).await?;
+    let viewer = &uploader.viewer;
+    let written = async {
+        let db = uploader.open().await?;
+        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+        let version =
+            form::add_version(&db, customer.id, id, &view.document.title, &stored, viewer.user_id, &viewer.email)
+                .await?;
+        db.commit().await?;
+        Ok::<_, AppError>(version)
+    }
+    .await;
+    match written {
+        Ok(version) => Ok(uploaded(
+            &req,
+            &state,
+            &format!("/documents/{id}"),
+            Flash::success(format!("Version {version} is uploaded.")),
+        )),
+        Err(e) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            Err(e)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DownloadForm {
+    #[serde(default)]
+    pub version: Option<i32>,
+}
+
+async fn download(
+    req: HttpRequest,
+    cx: CustomerScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<DownloadForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let token = grants::create(&cx.db, &cx.viewer, id, form.0.version, client_ip(&req), state.download_grant_ttl)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    cx.db.commit().await?;
+    Ok(grant_redirect(&token))
+}
+
+/// The answer to an accepted upload: a redirect for a plain form post; for
+/// `upload.js` (which cannot stop an XMLHttpRequest from following redirects,
+/// and would spend the flash on the hidden request) the address as JSON.
+/// Either way the flash cookie rides along.
+pub fn uploaded(req: &HttpRequest, state: &AppState, to: &str, flash: Flash) -> HttpResponse {
+    if req.headers().contains_key("x-portal-upload") {
+        HttpResponse::Ok().cookie(state.cookies.flash(&flash)).json(serde_json::json!({ "location": to }))
+    } else {
+        redirect_with_flash(state, to, flash)
+    }
+}
+
+/// Where a fresh grant is redeemed. The token is in the path; the response
+/// carries `Referrer-Policy: no-referrer` so it never travels further.
+pub fn grant_redirect(token: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, format!("/downloads/{token}")))
+        .insert_header((actix_web::http::header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+/// Redeems a grant: customers and staff alike, each in their own scope.
+async fn fetch(
+    req: HttpRequest,
+    cx: AccountScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let token = path.into_inner();
+    if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(AppError::NotFound);
+    }
+    let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let redeemed = grants::redeem(&cx.db, &cx.viewer, &token, client_ip(&req), user_agent).await;
+    let redeemed = match redeemed {
+        Ok(redeemed) => redeemed,
+        Err(AppError::Gone) => {
+            // The refusal is the answer; nothing else happened in this transaction.
+            cx.db.commit().await?;
+            return Err(AppError::Gone);
+        }
+        Err(e) => return Err(e),
+    };
+    // The file is opened (or the URL signed) before the download is recorded as done.
+    let response = redeemed.respond(&state.blobs).await?;
+    cx.db.commit().await?;
+    Ok(response)
+}
+
+async fn revoke_link(
+    cx: CustomerScope,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    if cx.viewer.role != Role::CustomerAdmin {
+        return Err(AppError::Forbidden);
+    }
+    let (id, grant) = path.into_inner();
+    let (id, grant) = (parse_id(&id)?, parse_id(&grant)?);
+    DocumentView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+    let revoked = grants::revoke(&cx.db, id, grant, cx.viewer.user_id).await?;
+    cx.db.commit().await?;
+    let flash = if revoked {
+        Flash::success("The download link is revoked; it no longer works.")
+    } else {
+        Flash::info("That link had already been used, revoked or expired.")
+    };
+    Ok(redirect_with_flash(&state, &format!("/documents/{id}"), flash))
 }

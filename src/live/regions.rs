@@ -20,6 +20,8 @@ pub enum Region {
     /// A part of the order page: `order-<id>-<part>`.
     Order(Uuid, orders::Part),
     Dashboard(dashboard::Part),
+    /// The first page of the document library: `documents-latest`.
+    DocumentsLatest,
     /// The back office's feed of activity across customers.
     StaffFeed,
 }
@@ -40,6 +42,9 @@ impl Region {
         if let Some(part) = dashboard::Part::parse(id) {
             return Some(Region::Dashboard(part));
         }
+        if id == crate::documents::LATEST_REGION {
+            return Some(Region::DocumentsLatest);
+        }
         let rest = id.strip_prefix("order-")?;
         let order = Uuid::try_parse(rest.get(..36)?).ok()?;
         match rest.get(36..)? {
@@ -56,6 +61,7 @@ impl Region {
             }
             Region::Order(id, part) => event.id_of("order_id") == Some(*id) && part.shows(topic),
             Region::Dashboard(part) => part.shows(topic, event.id_of("user_id"), audience.user_id),
+            Region::DocumentsLatest => matches!(topic, "documents" | "document_versions"),
             Region::StaffFeed => topic == "activity_log",
         }
     }
@@ -87,6 +93,10 @@ impl Region {
                     cache.dashboard = Some(DashboardView::load(db, customer, audience.user_id).await?);
                 }
                 Ok(cache.dashboard.as_ref().map(|view| part.render(view)).transpose()?)
+            }
+            Region::DocumentsLatest => {
+                let Some(customer) = audience.customer_id else { return Ok(None) };
+                Ok(Some(crate::documents::TablePart::latest(db, customer).await?.render_once()?))
             }
             Region::StaffFeed => {
                 let activity = staff::latest_activity(db).await?;
@@ -120,6 +130,7 @@ mod tests {
         assert_eq!(Region::parse(&format!("order-{id}"), &a), Some(Region::OrderRow(id)));
         assert_eq!(Region::parse(&format!("order-{id}-timeline"), &a), Some(Region::Order(id, orders::Part::Timeline)));
         assert_eq!(Region::parse("dashboard-cards", &a), Some(Region::Dashboard(dashboard::Part::Cards)));
+        assert_eq!(Region::parse("documents-latest", &a), Some(Region::DocumentsLatest));
         for unknown in ["order-", "order-xyz", &format!("order-{id}-nope"), &format!("order-{id}x"), "dashboard", ""] {
             assert_eq!(Region::parse(unknown, &a), None, "{unknown}");
         }

@@ -473,7 +473,7 @@ impl OrderView {
             .await?
             .iter()
             .map(|d| Linked {
-                href: format!("/documents?order={id}"),
+                href: format!("/documents/{}", d.get::<_, Uuid>("id")),
                 label: d.get("title"),
                 detail: crate::format::doc_type(d.get("doc_type")).to_owned(),
             })

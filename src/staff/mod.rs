@@ -1,6 +1,7 @@
 //! The staff back office: every customer, what is happening across them.
 
 pub mod customers;
+pub mod documents;
 pub mod integrations;
 pub mod orders;
 pub mod security;
@@ -18,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/staff/customers", web::get().to(customers))
         .configure(customers::routes)
         .configure(orders::routes)
+        .configure(documents::routes)
         .configure(workflows::routes)
         .configure(security::routes)
         .configure(integrations::routes);
@@ -65,6 +67,8 @@ pub struct ActivityItem {
     pub order: Option<(Uuid, String)>,
     /// The customer's own words (a change request), when there are any.
     pub note: Option<String>,
+    /// The document it concerns, as (id, title), when it concerns one.
+    pub document: Option<(Uuid, String)>,
 }
 
 impl ActivityItem {
@@ -95,7 +99,9 @@ pub async fn latest_activity(db: &crate::db::Scope) -> Result<Vec<ActivityItem>,
         .query(
             "SELECT a.created_at, c.name AS customer, a.actor_label, a.action, a.details->>'note' AS note, \
                     CASE WHEN a.subject_type = 'order' THEN a.subject_id END AS order_id, \
-                    a.details->>'number' AS number \
+                    a.details->>'number' AS number, \
+                    CASE WHEN a.subject_type = 'document' THEN a.subject_id END AS document_id, \
+                    a.details->>'title' AS document_title \
              FROM activity_log a LEFT JOIN customers c ON c.id = a.customer_id \
              WHERE a.customer_id IS NOT NULL \
                AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.actor_user_id AND u.customer_id IS NULL) \
@@ -111,6 +117,7 @@ pub async fn latest_activity(db: &crate::db::Scope) -> Result<Vec<ActivityItem>,
             action: r.get("action"),
             order: r.get::<_, Option<Uuid>>("order_id").zip(r.get::<_, Option<String>>("number")),
             note: r.get("note"),
+            document: r.get::<_, Option<Uuid>>("document_id").zip(r.get::<_, Option<String>>("document_title")),
         })
         .collect())
 }

@@ -27,6 +27,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         asset("live.js", "text/javascript; charset=utf-8", include_bytes!("../../static/live.js")),
         asset("passkeys.js", "text/javascript; charset=utf-8", include_bytes!("../../static/passkeys.js")),
         asset("staff-orders.js", "text/javascript; charset=utf-8", include_bytes!("../../static/staff-orders.js")),
+        asset("upload.js", "text/javascript; charset=utf-8", include_bytes!("../../static/upload.js")),
     ]
 });
 

@@ -41,6 +41,12 @@ pub enum AppError {
     CrossSite,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A request body past every limit; the connection is not read further.
+    #[error("payload too large")]
+    TooLarge,
+    /// A link that worked once (a download grant): used, expired or revoked.
+    #[error("gone")]
+    Gone,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -50,6 +56,9 @@ pub enum AppError {
     /// Over a rate limit: 429 with `Retry-After` (whole seconds, rounded up) and the 429 page.
     #[error("too many requests; retry in {0:?}")]
     Throttled(std::time::Duration),
+    /// The blob store failed (S3 unreachable, a full disk): the request is refused whole.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl From<Throttled> for AppError {
@@ -72,10 +81,13 @@ impl ResponseError for AppError {
             AppError::Forbidden | AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::SignInRequired { .. } | AppError::Redirect(_) => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Gone => StatusCode::GONE,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Auth(AuthError::Password(PasswordError::Busy))
             | AppError::Auth(AuthError::Throttled(_))
             | AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Db(_) | AppError::Auth(_) | AppError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -135,8 +147,17 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
         ),
         404 => ("Page not found", "There is nothing here. It may have moved, or the link may be wrong."),
         405 => ("That action is not available here", "This address does not accept that kind of request."),
+        410 => (
+            "This download link has been used or has expired",
+            "Download links work once, for a few minutes, in the browser that asked for them. \
+             Go back to the document and choose Download again.",
+        ),
         413 => ("That was too large", "The request was larger than this portal accepts."),
         429 => ("Too many attempts", "Please wait a little and try again."),
+        503 => (
+            "Files are unavailable right now",
+            "The file store could not be reached. Nothing was changed; please try again in a moment.",
+        ),
         _ => (
             "Something went wrong on our side",
             "The problem has been logged. Please try again in a moment; if it keeps happening, \

@@ -150,6 +150,40 @@ impl FromRequest for AccountScope {
     }
 }
 
+/// A signed-in user of either side who is sending a file, with no transaction
+/// open yet: an upload can take minutes and must not hold a pooled connection
+/// and an open transaction meanwhile. `open` then gives exactly the scope
+/// `CustomerScope` or `StaffScope` would have.
+pub struct Uploader {
+    pub viewer: Viewer,
+    state: web::Data<AppState>,
+}
+
+impl FromRequest for Uploader {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let viewer = require_viewer(&req).await?;
+            if viewer.is_staff() && viewer.needs_passkey {
+                return Err(AppError::Redirect(crate::accounts::passkeys::PAGE.into()));
+            }
+            Ok(Uploader { viewer, state: state(&req)? })
+        })
+    }
+}
+
+impl Uploader {
+    pub async fn open(&self) -> Result<Scope, AppError> {
+        Ok(match &self.viewer.customer {
+            Some(customer) => self.state.db.customer_scope(customer.id, self.viewer.user_id).await?,
+            None => self.state.db.staff_scope(Some(self.viewer.user_id)).await?,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct CsrfField {
     csrf_token: String,
@@ -201,7 +235,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfJson<T> {
 }
 
 /// The token a request sent against the session's (or, before sign-in, the `portal_csrf` cookie's).
-async fn check_csrf(req: &HttpRequest, sent: Option<String>) -> Result<(), AppError> {
+pub(crate) async fn check_csrf(req: &HttpRequest, sent: Option<String>) -> Result<(), AppError> {
     let expected = match current_viewer(req).await? {
         Some(viewer) => Some(viewer.csrf_token),
         None => state(req)?.cookies.anonymous_csrf_token(req),

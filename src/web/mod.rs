@@ -16,7 +16,7 @@ use sailfish::TemplateSimple;
 use crate::auth::session::Lifetimes;
 use crate::db::Db;
 pub use error::AppError;
-pub use extract::{AccountScope, CsrfForm, CsrfJson, CustomerScope, StaffScope};
+pub use extract::{AccountScope, CsrfForm, CsrfJson, CustomerScope, StaffScope, Uploader};
 pub use shell::{Flash, Section, Shell};
 
 /// Shared by every request.
@@ -30,6 +30,12 @@ pub struct AppState {
     pub metrics_token: Option<secrecy::SecretString>,
     /// The WebAuthn relying party; `None` when the origin is an IP address (browsers refuse those).
     pub passkeys: Option<crate::auth::passkeys::Passkeys>,
+    /// Where document files live (S3 or the local data dir).
+    pub blobs: crate::storage::BlobStore,
+    /// Uploads larger than this are refused (`PORTAL_UPLOAD_MAX_MB`).
+    pub upload_max_bytes: u64,
+    /// How long a download link works, once (`PORTAL_DOWNLOAD_LINK_MINUTES`).
+    pub download_grant_ttl: std::time::Duration,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -385,3 +385,82 @@ async fn passkey_outcome(page: &crate::support::browser::Page, form: &str, done:
         panic!("the passkey ceremony failed: {message:?}\nbrowser problems:\n{}", problems.join("\n"));
     }
 }
+
+/// Alice drops artwork into the upload form: the progress bar moves while it
+/// sends (the upload is throttled to 2 MB/s so there is something to see), she
+/// lands on the new document, and the staff overview, open in another browser,
+/// shows the upload without reloading.
+#[tokio::test]
+// Network.emulateNetworkConditions is deprecated in the protocol, but Chromium still
+// honours it and chromiumoxide 0.9 has no replacement for throttling uploads.
+#[allow(deprecated)]
+async fn alice_uploads_artwork_with_progress_and_the_staff_feed_shows_it() {
+    use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
+    use chromiumoxide::cdp::browser_protocol::network::{EmulateNetworkConditionsParams, EnableParams};
+
+    let app = spawn_app().await;
+    let back_office = Browser::launch().await;
+    let staff = back_office.new_page(&format!("{}/login?next=/staff", app.origin)).await;
+    sign_in_as(&staff, "staff@portal.example", "/staff").await;
+    staff.wait_until("document.documentElement.dataset.live === 'live'").await;
+    let _: bool = staff.eval("window.sameDocument = true; true").await;
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(&format!("{}/login?next=/documents/new", app.origin)).await;
+    sign_in_as(&page, ALICE, "/documents/new").await;
+
+    let file = std::env::temp_dir().join(format!("portal-artwork-{}.pdf", uuid::Uuid::new_v4().simple()));
+    let mut bytes = b"%PDF-1.7\n% spring sleeve artwork\n".to_vec();
+    bytes.resize(3 * 1024 * 1024, b'x');
+    std::fs::write(&file, &bytes).unwrap();
+    let input = page.find_element("#file").await.unwrap();
+    page.execute(
+        SetFileInputFilesParams::builder()
+            .file(file.to_string_lossy().to_string())
+            .backend_node_id(input.backend_node_id)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    page.find_element("#title").await.unwrap().click().await.unwrap().type_str("Spring sleeve artwork").await.unwrap();
+    page.execute(EnableParams::default()).await.unwrap();
+    page.execute(
+        EmulateNetworkConditionsParams::builder()
+            .offline(false)
+            .latency(0.0)
+            .download_throughput(-1.0)
+            .upload_throughput(2_000_000.0)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Samples the progress bar while it is shown; sessionStorage outlives the navigation after.
+    let _: bool = page
+        .eval(
+            "sessionStorage.setItem('seen', ''); setInterval(function () { \
+               var box = document.querySelector('[data-progress]'); var bar = document.getElementById('upload-progress'); \
+               if (box && bar && !box.hidden) sessionStorage.setItem('seen', sessionStorage.getItem('seen') + ' ' + bar.value); \
+             }, 25); true",
+        )
+        .await;
+    page.find_element("form[data-upload] button[type=submit]").await.unwrap().click().await.unwrap();
+    page.wait_until("location.pathname.startsWith('/documents/') && location.pathname !== '/documents/new'").await;
+    page.wait_until("document.body.textContent.includes('is uploaded')").await;
+    let seen: String = page.eval("sessionStorage.getItem('seen')").await;
+    let values: Vec<f64> = seen.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    assert!(values.iter().any(|v| *v > 0.0 && *v < 100.0), "the bar moved through the upload: {seen}");
+    assert!(page.text("h1").await.contains("Spring sleeve artwork"));
+    page.assert_no_problems().await;
+
+    staff.wait_until("document.getElementById('staff-feed').textContent.includes('Spring sleeve artwork')").await;
+    assert!(staff.eval::<bool>("window.sameDocument === true").await, "the staff page reloaded");
+    let feed = staff.text("#staff-feed").await;
+    assert!(feed.contains("Uploaded a document") && feed.contains("Acme Manufacturing"), "{feed}");
+    staff.assert_no_problems().await;
+
+    let _ = std::fs::remove_file(&file);
+    browser.close().await;
+    back_office.close().await;
+}

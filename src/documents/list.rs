@@ -1,0 +1,260 @@
+//! The document library: newest first, filtered by type, order, date and tag,
+//! searched by words, in keyset pages that cost the same at 50,000 documents.
+//!
+//! Customers' pages and the staff's share this; a customer's filter carries its
+//! customer id (repeating row-level security, so the planner picks the index),
+//! the staff's may leave it out.
+
+use time::{Date, OffsetDateTime};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::db::{DbError, Scope};
+use crate::orders::list::{Cursor, encode};
+
+pub const PAGE_SIZE: usize = 25;
+pub const COUNT_CAP: i64 = 1000;
+/// The most matching ids fetched through the search function before filtering in line instead.
+const SEARCH_IDS_MAX: i32 = 2000;
+
+/// One row of the library, with its latest version.
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub customer: String,
+    pub title: String,
+    pub doc_type: String,
+    pub tags: Vec<String>,
+    pub origin: String,
+    pub order: Option<(Uuid, String)>,
+    pub latest: Option<LatestVersion>,
+    pub updated_at: OffsetDateTime,
+}
+
+pub struct LatestVersion {
+    pub version: i32,
+    pub file_name: String,
+    pub size_bytes: i64,
+}
+
+impl DocumentRow {
+    pub const SELECT: &'static str = "SELECT d.id, c.name AS customer_name, d.title, d.doc_type, d.tags, d.origin, \
+        d.updated_at, d.order_id, o.number AS order_number, v.version, v.file_name, v.size_bytes \
+        FROM documents d \
+        JOIN customers c ON c.id = d.customer_id \
+        LEFT JOIN orders o ON o.id = d.order_id \
+        LEFT JOIN LATERAL (SELECT version, file_name, size_bytes FROM document_versions dv \
+          WHERE dv.document_id = d.id ORDER BY dv.version DESC LIMIT 1) v ON true";
+
+    pub fn from_row(row: &Row) -> Self {
+        let order = match (row.get::<_, Option<Uuid>>("order_id"), row.get::<_, Option<String>>("order_number")) {
+            (Some(id), Some(number)) => Some((id, number)),
+            _ => None,
+        };
+        let latest = row.get::<_, Option<i32>>("version").map(|version| LatestVersion {
+            version,
+            file_name: row.get("file_name"),
+            size_bytes: row.get("size_bytes"),
+        });
+        DocumentRow {
+            id: row.get("id"),
+            customer: row.get("customer_name"),
+            title: row.get("title"),
+            doc_type: row.get("doc_type"),
+            tags: row.get("tags"),
+            origin: row.get("origin"),
+            order,
+            latest,
+            updated_at: row.get("updated_at"),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Filters {
+    /// Always set for a customer; for staff, one customer or all of them.
+    pub customer: Option<Uuid>,
+    pub doc_type: Option<&'static str>,
+    pub order: Option<Uuid>,
+    /// Updated on or after / on or before these days (UTC).
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+    pub tag: Option<String>,
+    /// Words typed in the search box; see [`tsquery`].
+    pub search: String,
+}
+
+pub struct Page {
+    pub rows: Vec<DocumentRow>,
+    pub newer: Option<String>,
+    pub older: Option<String>,
+    /// How many documents match, up to [`COUNT_CAP`] + 1.
+    pub total: i64,
+}
+
+/// A prefix query over the words of what was typed: `sleeve art` finds
+/// "Packaging sleeve artwork". Only letters and digits reach `to_tsquery`, so
+/// nothing typed can be tsquery syntax. `None` when there is no word.
+pub fn tsquery(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(|w| format!("{}:*", w.chars().take(40).collect::<String>().to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+#[derive(Default)]
+struct Query {
+    sql: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Query {
+    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+enum Search {
+    None,
+    Ids(Vec<Uuid>),
+    Inline(String),
+}
+
+async fn search(db: &Scope, filters: &Filters) -> Result<Search, DbError> {
+    let Some(query) = tsquery(&filters.search) else { return Ok(Search::None) };
+    // Under a customer's row-level security the index is reachable only through
+    // portal_document_search (see V7__documents.sql); staff search in line.
+    if db.customer_id().is_none() {
+        return Ok(Search::Inline(query));
+    }
+    let ids: Vec<Uuid> = db
+        .query("SELECT portal_document_search($1, $2)", &[&query, &(SEARCH_IDS_MAX + 1)])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(if ids.len() > SEARCH_IDS_MAX as usize { Search::Inline(query) } else { Search::Ids(ids) })
+}
+
+fn filtered(filters: &Filters, search: &Search) -> Query {
+    let mut q = Query { sql: " WHERE true".into(), params: Vec::new() };
+    if let Some(customer) = filters.customer {
+        let customer = q.bind(customer);
+        q.sql.push_str(&format!(" AND d.customer_id = {customer}"));
+    }
+    if let Some(doc_type) = filters.doc_type {
+        let doc_type = q.bind(doc_type.to_owned());
+        q.sql.push_str(&format!(" AND d.doc_type = {doc_type}"));
+    }
+    if let Some(order) = filters.order {
+        let order = q.bind(order);
+        q.sql.push_str(&format!(" AND d.order_id = {order}"));
+    }
+    if let Some(from) = filters.from {
+        let from = q.bind(from.midnight().assume_utc());
+        q.sql.push_str(&format!(" AND d.updated_at >= {from}"));
+    }
+    if let Some(to) = filters.to.and_then(|d| d.next_day()) {
+        let to = q.bind(to.midnight().assume_utc());
+        q.sql.push_str(&format!(" AND d.updated_at < {to}"));
+    }
+    if let Some(tag) = &filters.tag {
+        let tag = q.bind(vec![tag.clone()]);
+        q.sql.push_str(&format!(" AND d.tags @> {tag}::text[]"));
+    }
+    match search {
+        Search::None => {}
+        Search::Ids(ids) => {
+            let ids = q.bind(ids.clone());
+            q.sql.push_str(&format!(" AND d.id = ANY({ids})"));
+        }
+        Search::Inline(query) => {
+            let query = q.bind(query.clone());
+            q.sql.push_str(&format!(" AND d.search @@ to_tsquery('english', {query})"));
+        }
+    }
+    q
+}
+
+fn key_of(row: &DocumentRow) -> String {
+    row.updated_at.unix_timestamp_nanos().to_string()
+}
+
+fn parse_key(key: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(key.parse().ok()?).ok()
+}
+
+pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page, DbError> {
+    let search = search(db, filters).await?;
+    let mut count = filtered(filters, &search);
+    count.sql = format!("SELECT count(*) FROM (SELECT 1 FROM documents d{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
+    let total: i64 = db.query_one(&count.sql, &count.refs()).await?.get(0);
+
+    let mut q = filtered(filters, &search);
+    let backwards = matches!(cursor, Cursor::Before(..));
+    let edge = match cursor {
+        Cursor::First => None,
+        Cursor::After(key, id) | Cursor::Before(key, id) => parse_key(key).map(|at| (at, *id)),
+    };
+    if let Some((at, id)) = edge {
+        let op = if backwards { ">" } else { "<" };
+        let (at, id) = (q.bind(at), q.bind(id));
+        q.sql.push_str(&format!(" AND (d.updated_at, d.id) {op} ({at}, {id})"));
+    }
+    let direction = if backwards { "ASC" } else { "DESC" };
+    let sql = format!(
+        "{}{} ORDER BY d.updated_at {direction}, d.id {direction} LIMIT {}",
+        DocumentRow::SELECT,
+        q.sql,
+        PAGE_SIZE + 1
+    );
+    let mut rows = db.query(&sql, &q.refs()).await?;
+    let more = rows.len() > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE);
+    if backwards {
+        rows.reverse();
+    }
+    let rows: Vec<DocumentRow> = rows.iter().map(DocumentRow::from_row).collect();
+    let (has_newer, has_older) = match cursor {
+        Cursor::First => (false, more),
+        Cursor::After(..) => (true, more),
+        Cursor::Before(..) => (more, true),
+    };
+    let cursor_of = |row: &DocumentRow| encode(&key_of(row), row.id);
+    Ok(Page {
+        newer: rows.first().filter(|_| has_newer).map(cursor_of),
+        older: rows.last().filter(|_| has_older).map(cursor_of),
+        rows,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_words_become_prefix_terms_and_nothing_else() {
+        assert_eq!(tsquery("sleeve art"), Some("sleeve:* & art:*".into()));
+        assert_eq!(tsquery("ISO-9001"), Some("iso:* & 9001:*".into()));
+        assert_eq!(tsquery("a' | !b & (c:*)"), Some("a:* & b:* & c:*".into()));
+        assert_eq!(tsquery("  --  "), None);
+        assert_eq!(tsquery("Größe"), Some("größe:*".into()));
+    }
+
+    #[test]
+    fn keys_round_trip_and_garbage_is_refused() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_780_000_000_123_456_000).unwrap();
+        assert_eq!(parse_key(&at.unix_timestamp_nanos().to_string()), Some(at));
+        assert_eq!(parse_key("yesterday"), None);
+        assert_eq!(parse_key("99999999999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,587 @@
+//! Documents in the back office: every customer's library in one list, uploading
+//! a document for a customer (optionally about one of their orders), a document
+//! as staff see it (versions, who downloaded what, whether the client got it,
+//! the links still live), new versions, downloads and revoking links.
+//!
+//! The work is done by the customer side's parts (`crate::documents`); this
+//! module decides what staff may do with them. Staff may add a version to any
+//! document, whoever uploaded it.
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use sailfish::TemplateSimple;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::Viewer;
+use crate::auth::forms::client_ip;
+use crate::db::{DbError, Scope};
+use crate::documents::form::{self, DocumentForm, TYPES};
+use crate::documents::list::{self, Filters};
+use crate::documents::view::DocumentView;
+use crate::documents::{DownloadForm, Empty, TablePart, UploadLimits, grants, order_choices, upload};
+use crate::orders::list::Cursor;
+use crate::web::{
+    AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, Uploader, encode_query_value, html,
+    html_with_status, redirect_with_flash,
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // `new` before `{id}`, so the literal path is never taken for a document id.
+    cfg.route("/staff/documents", web::get().to(index))
+        .route("/staff/documents", web::post().to(create))
+        .route("/staff/documents/new", web::get().to(new_form))
+        .route("/staff/documents/{id}", web::get().to(show))
+        .route("/staff/documents/{id}/versions", web::post().to(add_version))
+        .route("/staff/documents/{id}/download", web::post().to(download))
+        .route("/staff/documents/{id}/links/{grant}/revoke", web::post().to(revoke_link));
+}
+
+const LIST_HREF: &str = "/staff/documents";
+const NO_CUSTOMER: &str = "Choose the customer this document is for.";
+const FOREIGN_ORDER: &str = "Choose an order of this customer, or none.";
+
+fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| AppError::NotFound)
+}
+
+fn parse_optional(raw: Option<&str>) -> Option<Uuid> {
+    raw.and_then(|s| Uuid::parse_str(s.trim()).ok())
+}
+
+/// Every customer, for the filter and the upload form: `(id, name)`, inactive ones marked.
+pub async fn customer_choices(db: &Scope) -> Result<Vec<(Uuid, String)>, DbError> {
+    Ok(db
+        .query(
+            "SELECT id, name || CASE WHEN active THEN '' ELSE ' (inactive)' END FROM customers \
+             ORDER BY lower(name), id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Open orders of every customer, labelled with the customer: the order choices
+/// before a customer is chosen.
+async fn open_orders(db: &Scope) -> Result<Vec<(Uuid, String)>, DbError> {
+    Ok(db
+        .query(
+            "SELECT o.id, c.name || ' · ' || o.number || ' · ' || o.title FROM orders o \
+             JOIN customers c ON c.id = o.customer_id WHERE o.status = 'open' \
+             ORDER BY lower(c.name), o.updated_at DESC LIMIT 500",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------
+// Every customer's documents.
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    customer: Option<String>,
+    #[serde(rename = "type")]
+    doc_type: Option<String>,
+    q: Option<String>,
+    tag: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+/// The filters as the page shows them back, and as they go into page links.
+pub struct Shown {
+    pub customer: Option<Uuid>,
+    pub doc_type: &'static str,
+    pub q: String,
+    pub tag: String,
+}
+
+impl Shown {
+    /// The query string of these filters (without the page cursor).
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(customer) = self.customer {
+            parts.push(format!("customer={customer}"));
+        }
+        if self.doc_type != "all" {
+            parts.push(format!("type={}", self.doc_type));
+        }
+        for (name, value) in [("q", &self.q), ("tag", &self.tag)] {
+            if !value.is_empty() {
+                parts.push(format!("{name}={}", encode_query_value(value)));
+            }
+        }
+        parts.join("&")
+    }
+
+    pub fn is_filtered(&self) -> bool {
+        self.customer.is_some() || self.doc_type != "all" || !self.q.is_empty() || !self.tag.is_empty()
+    }
+
+    fn href(&self, cursor: &str, value: &str) -> String {
+        let query = self.query();
+        let sep = if query.is_empty() { "" } else { "&" };
+        format!("{LIST_HREF}?{query}{sep}{cursor}={}", encode_query_value(value))
+    }
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/documents/index.stpl")]
+struct IndexPage {
+    shell: Shell,
+    shown: Shown,
+    customers: Vec<(Uuid, String)>,
+    types: [&'static str; 7],
+    table: TablePart,
+    upload_href: String,
+    newer_href: Option<String>,
+    older_href: Option<String>,
+}
+
+async fn index(cx: StaffScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let customers = customer_choices(&cx.db).await?;
+    let customer = parse_optional(query.customer.as_deref());
+    let doc_type = TYPES.into_iter().find(|t| query.doc_type.as_deref() == Some(*t));
+    let q: String = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect();
+    let tag: String = query.tag.as_deref().unwrap_or("").trim().chars().take(40).collect::<String>().to_lowercase();
+    let cursor = Cursor::parse(query.after.as_deref(), query.before.as_deref());
+    let filters = Filters {
+        customer,
+        doc_type,
+        tag: (!tag.is_empty()).then(|| tag.clone()),
+        search: q.clone(),
+        ..Filters::default()
+    };
+    let page = list::load(&cx.db, &filters, &cursor).await?;
+    cx.db.commit().await?;
+
+    let shown = Shown { customer, doc_type: doc_type.unwrap_or("all"), q, tag };
+    let customer_name = customer.and_then(|id| customers.iter().find(|(c, _)| *c == id)).map(|(_, name)| name.clone());
+    let title = match &customer_name {
+        Some(name) => format!("Documents of {name}"),
+        None => "Documents".to_owned(),
+    };
+    let only_customer = customer.is_some() && shown.doc_type == "all" && shown.q.is_empty() && shown.tag.is_empty();
+    let empty = if cursor != Cursor::First {
+        Empty::Filtered
+    } else if !shown.q.is_empty() {
+        Empty::NoMatch(shown.q.clone())
+    } else if shown.is_filtered() && !only_customer {
+        Empty::Filtered
+    } else {
+        Empty::Nothing
+    };
+    let nothing_text = if only_customer {
+        "Nothing has been shared with this customer, and they have uploaded nothing. \
+         Upload the first document with “Upload a document”."
+    } else {
+        "Documents you share with customers appear here, and so does everything customers upload."
+    };
+    let table = TablePart {
+        total_label: crate::documents::total_label(page.total),
+        rows: page.rows,
+        live: false,
+        empty,
+        nothing_text,
+        list_href: LIST_HREF,
+        link_prefix: "/staff/documents/",
+        order_prefix: "/staff/orders/",
+        tag_prefix: "/staff/documents?tag=",
+        origin_label: "Uploaded by the client",
+        show_customer: true,
+    };
+    html(IndexPage {
+        shell: Shell::page(&cx.viewer, title, Section::StaffDocuments, cx.flash),
+        upload_href: match customer {
+            Some(id) => format!("/staff/documents/new?customer={id}"),
+            None => "/staff/documents/new".to_owned(),
+        },
+        newer_href: page.newer.as_deref().map(|c| shown.href("before", c)),
+        older_href: page.older.as_deref().map(|c| shown.href("after", c)),
+        shown,
+        customers,
+        types: TYPES,
+        table,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Uploading a document for a customer.
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/documents/new.stpl")]
+struct NewPage {
+    shell: Shell,
+    csrf: String,
+    form: DocumentForm,
+    error: Option<String>,
+    customers: Vec<(Uuid, String)>,
+    /// Whether `form.customer` is a known customer (the order list is then theirs).
+    customer_chosen: bool,
+    orders: Vec<(Uuid, String)>,
+    types: [&'static str; 7],
+    limits: UploadLimits,
+    cancel_href: String,
+}
+
+/// The upload form as typed, with the choices it offers.
+async fn form_page(
+    db: &Scope,
+    viewer: &Viewer,
+    state: &AppState,
+    form: DocumentForm,
+    error: Option<String>,
+    flash: Option<Flash>,
+) -> Result<String, AppError> {
+    let customers = customer_choices(db).await?;
+    let chosen = Uuid::parse_str(form.customer.trim()).ok().and_then(|id| customers.iter().find(|(c, _)| *c == id));
+    let (orders, title, cancel_href) = match chosen {
+        Some((id, name)) => (
+            order_choices(db, *id).await?,
+            format!("Upload a document for {name}"),
+            format!("/staff/documents?customer={id}"),
+        ),
+        None => (open_orders(db).await?, "Upload a document".to_owned(), LIST_HREF.to_owned()),
+    };
+    Ok(NewPage {
+        shell: Shell::page(viewer, title, Section::StaffDocuments, flash),
+        csrf: viewer.csrf_token.clone(),
+        customer_chosen: chosen.is_some(),
+        form,
+        error,
+        customers,
+        orders,
+        types: TYPES,
+        limits: UploadLimits::new(state.upload_max_bytes),
+        cancel_href,
+    }
+    .render_once()?)
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    customer: Option<String>,
+    order: Option<String>,
+}
+
+async fn new_form(
+    cx: StaffScope,
+    state: web::Data<AppState>,
+    query: web::Query<NewQuery>,
+) -> Result<HttpResponse, AppError> {
+    let order = parse_optional(query.order.as_deref());
+    let mut customer = parse_optional(query.customer.as_deref());
+    if customer.is_none()
+        && let Some(order) = order
+    {
+        // Coming from an order: its customer is the one.
+        customer = cx.db.query_opt("SELECT customer_id FROM orders WHERE id = $1", &[&order]).await?.map(|r| r.get(0));
+    }
+    let form = DocumentForm {
+        doc_type: "report".into(),
+        customer: customer.map(|c| c.to_string()).unwrap_or_default(),
+        order: order.map(|o| o.to_string()).unwrap_or_default(),
+        ..DocumentForm::default()
+    };
+    let body = form_page(&cx.db, &cx.viewer, &state, form, None, cx.flash).await?;
+    cx.db.commit().await?;
+    html_with_status(StatusCode::OK, body)
+}
+
+/// The upload form again, with what was typed and why it was refused.
+async fn refuse(
+    uploader: &Uploader,
+    state: &AppState,
+    form: DocumentForm,
+    error: String,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    let db = uploader.open().await?;
+    let body = form_page(&db, &uploader.viewer, state, form, Some(error), None).await?;
+    db.commit().await?;
+    html_with_status(status, body)
+}
+
+/// The customer named in the form, if it exists: `(id, name)`.
+async fn known_customer(uploader: &Uploader, raw: &str) -> Result<Option<(Uuid, String)>, AppError> {
+    let Ok(id) = Uuid::parse_str(raw.trim()) else { return Ok(None) };
+    let db = uploader.open().await?;
+    let found = db.query_opt("SELECT name FROM customers WHERE id = $1", &[&id]).await?.map(|r| (id, r.get(0)));
+    db.commit().await?;
+    Ok(found)
+}
+
+async fn order_of_customer(uploader: &Uploader, order: Uuid, customer: Uuid) -> Result<bool, AppError> {
+    let db = uploader.open().await?;
+    let found =
+        db.query_opt("SELECT 1 FROM orders WHERE id = $1 AND customer_id = $2", &[&order, &customer]).await?.is_some();
+    db.commit().await?;
+    Ok(found)
+}
+
+async fn create(
+    req: HttpRequest,
+    uploader: Uploader,
+    state: web::Data<AppState>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    if !uploader.viewer.is_staff() {
+        return Err(AppError::Forbidden);
+    }
+    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
+    let form = DocumentForm::from_received(&received);
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let file = match received.file {
+        Ok(file) => file,
+        Err(e) if e.is_the_users() => {
+            let status = e.status();
+            return refuse(&uploader, &state, form, e.to_string(), status).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let valid = match form.validate(Some(&file.detected.file_name)) {
+        Ok(valid) => valid,
+        Err(message) => return refuse(&uploader, &state, form, message, unprocessable).await,
+    };
+    let Some((customer, customer_name)) = known_customer(&uploader, &form.customer).await? else {
+        return refuse(&uploader, &state, form, NO_CUSTOMER.into(), unprocessable).await;
+    };
+    // Checked before a byte is stored; `form::create` checks again in its transaction.
+    if let Some(order) = valid.order
+        && !order_of_customer(&uploader, order, customer).await?
+    {
+        return refuse(&uploader, &state, form, FOREIGN_ORDER.into(), unprocessable).await;
+    }
+
+    let stored = file.store(&uploader, &state.blobs, customer).await?;
+    let viewer = &uploader.viewer;
+    let written = async {
+        let db = uploader.open().await?;
+        let id = form::create(&db, customer, &valid, &stored, viewer.user_id, &viewer.email, "staff").await?;
+        if id.is_some() {
+            db.commit().await?;
+        }
+        Ok::<_, AppError>(id)
+    }
+    .await;
+    match written {
+        Ok(Some(id)) => Ok(crate::documents::uploaded(
+            &req,
+            &state,
+            &format!("/staff/documents/{id}"),
+            Flash::success(format!("“{}” is uploaded for {customer_name}.", valid.title)),
+        )),
+        Ok(None) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            refuse(&uploader, &state, form, FOREIGN_ORDER.into(), unprocessable).await
+        }
+        Err(e) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            Err(e)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One document.
+
+/// Whether the client got the document: their downloads, not the staff's.
+pub struct ClientDownloads {
+    pub count: i64,
+    /// Of the latest version.
+    pub latest_count: i64,
+    /// When, who and which version, for the most recent one.
+    pub last: Option<(OffsetDateTime, String, i32)>,
+}
+
+impl ClientDownloads {
+    /// A download by one of the customer's users. One by an account deleted since is
+    /// not counted: it may have been a colleague's, and "not yet" prompts a follow-up
+    /// where a wrong "yes" would not.
+    const CLIENT: &'static str = "FROM document_downloads dl JOIN document_versions v ON v.id = dl.version_id \
+        JOIN users u ON u.id = dl.user_id WHERE dl.document_id = $1 AND u.customer_id IS NOT NULL";
+
+    async fn load(db: &Scope, document: Uuid) -> Result<Self, DbError> {
+        let counts = db
+            .query_one(
+                &format!(
+                    "SELECT count(*) AS n, count(*) FILTER (WHERE v.version = \
+                     (SELECT max(version) FROM document_versions WHERE document_id = $1)) AS latest_n {}",
+                    Self::CLIENT
+                ),
+                &[&document],
+            )
+            .await?;
+        let last = db
+            .query_opt(
+                &format!(
+                    "SELECT dl.downloaded_at, u.name, v.version {} \
+                     ORDER BY dl.downloaded_at DESC, dl.id DESC LIMIT 1",
+                    Self::CLIENT
+                ),
+                &[&document],
+            )
+            .await?
+            .map(|r| (r.get("downloaded_at"), r.get("name"), r.get("version")));
+        Ok(ClientDownloads { count: counts.get("n"), latest_count: counts.get("latest_n"), last })
+    }
+
+    /// "Downloaded by the client 3 times, last on …" or "Not yet downloaded by the client".
+    pub fn summary(&self) -> String {
+        match &self.last {
+            Some((at, name, version)) if self.count > 0 => format!(
+                "Downloaded by the client {}, last on {} by {name} (v{version})",
+                if self.count == 1 { "once".to_owned() } else { format!("{} times", self.count) },
+                crate::format::datetime(*at)
+            ),
+            _ => "Not yet downloaded by the client".to_owned(),
+        }
+    }
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "staff/documents/show.stpl")]
+struct ShowPage {
+    shell: Shell,
+    view: DocumentView,
+    client: ClientDownloads,
+    csrf: String,
+    limits: UploadLimits,
+    version_error: Option<String>,
+}
+
+async fn show_page(
+    db: Scope,
+    viewer: &Viewer,
+    state: &AppState,
+    id: Uuid,
+    flash: Option<Flash>,
+    version_error: Option<String>,
+) -> Result<String, AppError> {
+    let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?.with_audit(&db).await?;
+    let client = ClientDownloads::load(&db, id).await?;
+    db.commit().await?;
+    let title = view.document.title.clone();
+    Ok(ShowPage {
+        shell: Shell::page(viewer, title, Section::StaffDocuments, flash),
+        view,
+        client,
+        csrf: viewer.csrf_token.clone(),
+        limits: UploadLimits::new(state.upload_max_bytes),
+        version_error,
+    }
+    .render_once()?)
+}
+
+async fn show(cx: StaffScope, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let body = show_page(cx.db, &cx.viewer, &state, id, cx.flash, None).await?;
+    html_with_status(StatusCode::OK, body)
+}
+
+async fn add_version(
+    req: HttpRequest,
+    uploader: Uploader,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    if !uploader.viewer.is_staff() {
+        return Err(AppError::Forbidden);
+    }
+    let id = parse_id(&path)?;
+    // Known before a byte is stored.
+    let customer = {
+        let db = uploader.open().await?;
+        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+        db.commit().await?;
+        view.document.customer_id
+    };
+    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
+    let file = match received.file {
+        Ok(file) => file,
+        Err(e) if e.is_the_users() => {
+            let status = e.status();
+            let body =
+                show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(e.to_string())).await?;
+            return html_with_status(status, body);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stored = file.store(&uploader, &state.blobs, customer).await?;
+    let viewer = &uploader.viewer;
+    let written = async {
+        let db = uploader.open().await?;
+        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+        let version = form::add_version(
+            &db,
+            view.document.customer_id,
+            id,
+            &view.document.title,
+            &stored,
+            viewer.user_id,
+            &viewer.email,
+        )
+        .await?;
+        db.commit().await?;
+        Ok::<_, AppError>(version)
+    }
+    .await;
+    match written {
+        Ok(version) => Ok(crate::documents::uploaded(
+            &req,
+            &state,
+            &format!("/staff/documents/{id}"),
+            Flash::success(format!("Version {version} is uploaded.")),
+        )),
+        Err(e) => {
+            stored.abandon(&uploader, &state.blobs).await;
+            Err(e)
+        }
+    }
+}
+
+async fn download(
+    req: HttpRequest,
+    cx: StaffScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<DownloadForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path)?;
+    let token = grants::create(&cx.db, &cx.viewer, id, form.0.version, client_ip(&req), state.download_grant_ttl)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    cx.db.commit().await?;
+    Ok(crate::documents::grant_redirect(&token))
+}
+
+async fn revoke_link(
+    cx: StaffScope,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    let (id, grant) = path.into_inner();
+    let (id, grant) = (parse_id(&id)?, parse_id(&grant)?);
+    // A link of another document is not this page's to revoke.
+    cx.db
+        .query_opt("SELECT 1 FROM download_grants WHERE id = $1 AND document_id = $2", &[&grant, &id])
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let revoked = grants::revoke(&cx.db, id, grant, cx.viewer.user_id).await?;
+    cx.db.commit().await?;
+    let flash = if revoked {
+        Flash::success("The download link is revoked; it no longer works.")
+    } else {
+        Flash::info("That link had already been used, revoked or expired.")
+    };
+    Ok(redirect_with_flash(&state, &format!("/staff/documents/{id}"), flash))
+}
