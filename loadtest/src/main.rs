@@ -1,6 +1,7 @@
 //! Load generator for Portal. Every run is bounded in time and sends traffic
 //! only to the portal URL given (loopback by default).
 
+mod files;
 mod live;
 mod setup;
 
@@ -25,6 +26,8 @@ enum Command {
     Live(live::LiveArgs),
     /// Grows a demo database to benchmark size: N orders with timelines for one customer.
     Setup(setup::SetupArgs),
+    /// One large file uploaded and downloaded N times: throughput and the server's peak memory.
+    Files(files::FilesArgs),
 }
 
 #[derive(Parser)]
@@ -175,6 +178,7 @@ async fn main() -> std::process::ExitCode {
         Command::Pages(args) => pages(args).await,
         Command::Live(args) => live::run(args).await,
         Command::Setup(args) => setup::run(args).await,
+        Command::Files(args) => files::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! `setup`: makes a demo portal's database as big as the benchmarks need: N
 //! orders for one customer, each with a timeline, spread over every stage and
 //! status and over the last two years. Idempotent: orders it made before (numbered
-//! `LT-…`) are replaced, so running it twice gives the same N.
+//! `LT-…`) are replaced, so running it twice gives the same N. With `--documents M`,
+//! also M documents (one version each, tagged `loadtest`), replaced the same way.
 
 use std::time::Instant;
 
@@ -20,7 +21,40 @@ pub struct SetupArgs {
     /// How many orders to create for it.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=5_000_000))]
     orders: u32,
+    /// How many documents to create for it (each with one version; the files are not written).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    documents: u32,
 }
+
+/// Documents: titles and tags from a small vocabulary so searches match some and not all,
+/// spread over the types, the benchmark orders and the last three years.
+const DOCUMENT_STEPS: &[(&str, &str)] = &[
+    ("remove earlier benchmark documents", "DELETE FROM documents WHERE customer_id = $1 AND 'loadtest' = ANY(tags)"),
+    (
+        "insert documents",
+        "INSERT INTO documents (customer_id, order_id, title, description, doc_type, tags, origin, created_at, updated_at) \
+         SELECT $1, CASE WHEN i % 3 = 0 THEN o.id END, \
+                (ARRAY['Certificate of conformity', 'Delivery note', 'Quality report', 'Artwork proof', \
+                       'Purchase order', 'Safety data sheet', 'Test protocol'])[1 + i % 7] || ' ' || i, \
+                'Benchmark document ' || i || ' for ' || (ARRAY['paper', 'inks', 'labels', 'pallets'])[1 + i % 4], \
+                (ARRAY['certificate', 'report', 'report', 'artwork', 'purchase_order', 'other', 'report'])[1 + i % 7], \
+                ARRAY['loadtest', (ARRAY['spring', 'summer', 'autumn', 'winter'])[1 + i % 4], 'batch-' || (i % 50)], \
+                CASE WHEN i % 7 = 4 THEN 'customer' ELSE 'staff' END, \
+                now() - make_interval(mins => i * 31), now() - make_interval(mins => i * 31) \
+         FROM generate_series(1, $2::int) i \
+         LEFT JOIN LATERAL (SELECT id FROM orders WHERE customer_id = $1 AND number = 'LT-' || lpad((i % 1000 + 1)::text, 7, '0')) o \
+           ON true",
+    ),
+    (
+        "insert versions",
+        "INSERT INTO document_versions (document_id, customer_id, version, file_name, content_type, size_bytes, \
+                                        storage_key, created_at) \
+         SELECT d.id, d.customer_id, 1, 'document-' || left(d.id::text, 8) || '.pdf', 'application/pdf', 120000, \
+                'v1/' || left(h, 2) || '/' || h, d.created_at \
+         FROM documents d, LATERAL (SELECT md5(d.id::text) AS h) k \
+         WHERE d.customer_id = $1 AND 'loadtest' = ANY(d.tags)",
+    ),
+];
 
 /// One statement per step, all in one transaction: a failed run leaves nothing behind.
 const STEPS: &[(&str, &str)] = &[
@@ -79,9 +113,28 @@ pub async fn run(args: SetupArgs) -> Result<(), AnyError> {
         let rows = tx.execute(sql.as_str(), &params).await?;
         eprintln!("{what}: {rows} rows in {:.1} s", step.elapsed().as_secs_f64());
     }
+    let documents = i32::try_from(args.documents)?;
+    for (what, sql) in DOCUMENT_STEPS {
+        let step = Instant::now();
+        let sql = sql.replace("$1", "$1::text::uuid");
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            if sql.contains("$2") { vec![&customer, &documents] } else { vec![&customer] };
+        let rows = tx.execute(sql.as_str(), &params).await?;
+        eprintln!("{what}: {rows} rows in {:.1} s", step.elapsed().as_secs_f64());
+    }
     tx.commit().await?;
     // Fresh statistics, so the first benchmark request is planned like the thousandth.
-    client.batch_execute("ANALYZE orders; ANALYZE order_stage_history; ANALYZE events").await?;
-    println!("{} now has {} benchmark orders ({:.1} s)", args.customer, args.orders, started.elapsed().as_secs_f64());
+    client
+        .batch_execute(
+            "ANALYZE orders; ANALYZE order_stage_history; ANALYZE events; ANALYZE documents; ANALYZE document_versions",
+        )
+        .await?;
+    println!(
+        "{} now has {} benchmark orders and {} benchmark documents ({:.1} s)",
+        args.customer,
+        args.orders,
+        args.documents,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
