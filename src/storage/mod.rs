@@ -83,7 +83,12 @@ pub struct BlobStore {
 struct Inner {
     spool_dir: PathBuf,
     backend: Backend,
+    /// An S3 multipart upload holds a few tens of MiB while it runs (parts being signed
+    /// and sent): at most this many run at once, the rest wait their turn.
+    s3_puts: tokio::sync::Semaphore,
 }
+
+const S3_PUTS_AT_ONCE: usize = 4;
 
 enum Backend {
     Local(LocalStore),
@@ -110,7 +115,8 @@ impl BlobStore {
             StorageSettings::Local => Backend::Local(LocalStore::open(blobs.join("objects")).await?),
             StorageSettings::S3(settings) => Backend::S3(S3Store::open(settings).await?),
         };
-        Ok(BlobStore { inner: Arc::new(Inner { spool_dir, backend }) })
+        let s3_puts = tokio::sync::Semaphore::new(S3_PUTS_AT_ONCE);
+        Ok(BlobStore { inner: Arc::new(Inner { spool_dir, backend, s3_puts }) })
     }
 
     /// `"local"` or `"s3"`.
@@ -131,7 +137,11 @@ impl BlobStore {
     pub async fn put(&self, key: &BlobKey, file: Spooled, content_type: &str) -> Result<(), StorageError> {
         match &self.inner.backend {
             Backend::Local(store) => store.put(key, file).await,
-            Backend::S3(store) => store.put(key, file, content_type).await,
+            Backend::S3(store) => {
+                // Never closed, so acquiring only waits.
+                let _permit = self.inner.s3_puts.acquire().await;
+                store.put(key, file, content_type).await
+            }
         }
     }
 

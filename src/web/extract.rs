@@ -176,11 +176,23 @@ impl FromRequest for Uploader {
 }
 
 impl Uploader {
+    /// The scope, once the session is seen to be still alive: a user signed out or
+    /// disabled while the file was on its way records nothing.
     pub async fn open(&self) -> Result<Scope, AppError> {
-        Ok(match &self.viewer.customer {
+        let scope = match &self.viewer.customer {
             Some(customer) => self.state.db.customer_scope(customer.id, self.viewer.user_id).await?,
             None => self.state.db.staff_scope(Some(self.viewer.user_id)).await?,
-        })
+        };
+        let alive = scope
+            .query_opt(
+                "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND expires_at > now()",
+                &[&self.viewer.session_id, &self.viewer.user_id],
+            )
+            .await?;
+        match alive {
+            Some(_) => Ok(scope),
+            None => Err(AppError::SignInRequired { next: "/".into() }),
+        }
     }
 }
 

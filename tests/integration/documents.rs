@@ -480,9 +480,10 @@ async fn abandoned_uploads_are_swept(app: TestApp) {
     sql.execute("INSERT INTO blob_uploads (storage_key, customer_id) VALUES ($1, $2)", &[&recent.as_str(), &customer])
         .await
         .unwrap();
-    assert_eq!(app.stored_objects().await.len(), 1);
+    // The app's own sweeper runs once at start too and may get there first: either way,
+    // afterwards the old upload's object and row are gone and the recent one is untouched.
     let removed = portal::documents::upload::sweep(&db, &blobs).await.unwrap();
-    assert_eq!(removed, 1, "only the upload older than an hour");
+    assert!(removed <= 1, "only the upload older than an hour");
     assert!(app.stored_objects().await.is_empty());
     let left: Vec<String> =
         sql.query("SELECT storage_key FROM blob_uploads", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
