@@ -114,13 +114,15 @@ impl DocumentView {
     }
 
     /// Adds who downloaded what and the live download links: for staff and customer admins.
+    /// A customer sees a staff download as "Our team", without its IP address.
     pub async fn with_audit(mut self, db: &Scope) -> Result<Self, DbError> {
         self.downloads = db
             .query(
                 "SELECT v.version, CASE WHEN u.id IS NOT NULL THEN u.name WHEN dl.user_id IS NOT NULL THEN 'Our team' \
                  ELSE 'A former user' END AS user_name, \
                  (u.id IS NULL AND dl.user_id IS NOT NULL) OR (u.id IS NOT NULL AND u.customer_id IS NULL) AS by_staff, \
-                 coalesce(host(dl.ip), '') AS ip, dl.downloaded_at \
+                 CASE WHEN u.id IS NULL AND dl.user_id IS NOT NULL THEN '' ELSE coalesce(host(dl.ip), '') END AS ip, \
+                 dl.downloaded_at \
                  FROM document_downloads dl JOIN document_versions v ON v.id = dl.version_id \
                  LEFT JOIN users u ON u.id = dl.user_id \
                  WHERE dl.document_id = $1 ORDER BY dl.downloaded_at DESC LIMIT $2",

@@ -330,6 +330,14 @@ async fn downloads_by_staff_and_client_are_in_the_history_and_links_can_be_revok
         "{summary}"
     );
     assert_eq!(select_all(&page, "#versions tbody tr td.num"), ["2"], "both downloads count for v1");
+    // Alice, an admin, sees both downloads; the staff one as "Our team", without its IP address.
+    let alice_page = alice.get_html(&format!("/documents/{id}")).await;
+    assert!(alice_page.contains("Downloaded 2 times"), "{alice_page}");
+    let ours = select_all(&alice_page, "section[aria-labelledby=downloads-heading] tbody tr")
+        .into_iter()
+        .find(|r| r.contains("Our team"))
+        .expect("the staff download");
+    assert!(!ours.contains("127.0.0.1") && !ours.contains("Sam Staff"), "{ours}");
 
     // Alice asks for another link; staff revoke it before she uses it.
     let link = grant(&alice, "/documents", id, None).await;
