@@ -7,10 +7,9 @@
 
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::db::{DbError, Scope};
+use crate::db::{DbError, Query, Scope};
 use crate::orders::list::{Cursor, encode};
 
 pub const PAGE_SIZE: usize = 25;
@@ -105,23 +104,6 @@ pub fn tsquery(text: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" & "))
 }
 
-#[derive(Default)]
-struct Query {
-    sql: String,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Query {
-    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(value));
-        format!("${}", self.params.len())
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
-    }
-}
-
 enum Search {
     None,
     Ids(Vec<Uuid>),
@@ -145,7 +127,7 @@ async fn search(db: &Scope, filters: &Filters) -> Result<Search, DbError> {
 }
 
 fn filtered(filters: &Filters, search: &Search) -> Query {
-    let mut q = Query { sql: " WHERE true".into(), params: Vec::new() };
+    let mut q = Query::new(" WHERE true");
     if let Some(customer) = filters.customer {
         let customer = q.bind(customer);
         q.sql.push_str(&format!(" AND d.customer_id = {customer}"));

@@ -507,11 +507,22 @@ async fn download(
     path: web::Path<String>,
     form: CsrfForm<DownloadForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path)?;
-    let token = grants::create(&cx.db, &cx.viewer, id, form.0.version, client_ip(&req), state.download_grant_ttl)
+    grant_for(cx.db, &cx.viewer, &req, &state, parse_id(&path)?, form.0.version).await
+}
+
+/// Creates a download grant in `db` (customer or staff scope) and sends the browser to it.
+pub async fn grant_for(
+    db: Scope,
+    viewer: &crate::auth::Viewer,
+    req: &HttpRequest,
+    state: &AppState,
+    document: Uuid,
+    version: Option<i32>,
+) -> Result<HttpResponse, AppError> {
+    let token = grants::create(&db, viewer, document, version, client_ip(req), state.download_grant_ttl)
         .await?
         .ok_or(AppError::NotFound)?;
-    cx.db.commit().await?;
+    db.commit().await?;
     Ok(grant_redirect(&token))
 }
 

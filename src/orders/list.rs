@@ -6,10 +6,9 @@
 //! and the id ride in the link. The total is counted only up to a cap.
 
 use time::{Date, OffsetDateTime};
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::db::{DbError, Scope};
+use crate::db::{DbError, Query, Scope};
 use crate::orders::OrderRow;
 
 pub const PAGE_SIZE: usize = 25;
@@ -148,24 +147,6 @@ pub struct Page {
     pub older: Option<String>,
     /// How many orders match, up to [`COUNT_CAP`] + 1.
     pub total: i64,
-}
-
-/// SQL text and its parameters, numbered as they are bound.
-#[derive(Default)]
-struct Query {
-    sql: String,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Query {
-    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(value));
-        format!("${}", self.params.len())
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
-    }
 }
 
 /// How a search is applied. Under a customer's row-level security the trigram

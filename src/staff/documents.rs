@@ -16,7 +16,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::Viewer;
-use crate::auth::forms::client_ip;
 use crate::db::{DbError, Scope};
 use crate::documents::form::{self, DocumentForm, TYPES};
 use crate::documents::list::{self, Filters};
@@ -555,12 +554,7 @@ async fn download(
     path: web::Path<String>,
     form: CsrfForm<DownloadForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path)?;
-    let token = grants::create(&cx.db, &cx.viewer, id, form.0.version, client_ip(&req), state.download_grant_ttl)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    cx.db.commit().await?;
-    Ok(crate::documents::grant_redirect(&token))
+    crate::documents::grant_for(cx.db, &cx.viewer, &req, &state, parse_id(&path)?, form.0.version).await
 }
 
 async fn revoke_link(
