@@ -66,22 +66,22 @@ pub struct LiveArgs {
 }
 
 /// Sockets opening at once (handshake, session lookup, catch-up query).
-const OPENING_AT_ONCE: usize = 64;
+pub(crate) const OPENING_AT_ONCE: usize = 64;
 /// Upper bound on connecting every socket and receiving its catch-up push.
 const CONNECT_BUDGET: Duration = Duration::from_secs(120);
 
 #[derive(Deserialize)]
-struct Push {
-    id: i64,
-    ops: Vec<Op>,
+pub(crate) struct Push {
+    pub(crate) id: i64,
+    pub(crate) ops: Vec<Op>,
 }
 
 #[derive(Deserialize)]
-struct Op {
-    op: String,
-    target: String,
+pub(crate) struct Op {
+    pub(crate) op: String,
+    pub(crate) target: String,
     #[serde(default)]
-    html: String,
+    pub(crate) html: String,
 }
 
 /// What one socket saw.
@@ -96,19 +96,19 @@ struct SocketOutcome {
 }
 
 /// One page as a session loaded it: the cookies to send and the hello to say.
-struct Page {
-    cookie: String,
-    regions: Vec<String>,
-    hello: String,
+pub(crate) struct Page {
+    pub(crate) cookie: String,
+    pub(crate) regions: Vec<String>,
+    pub(crate) hello: String,
 }
 
 /// Marks change `n` of this run: fixed width, so no marker is a prefix of another.
-fn marker(prefix: &str, n: usize) -> String {
+pub(crate) fn marker(prefix: &str, n: usize) -> String {
     format!("{prefix}{n:06}")
 }
 
 /// Every change number whose marker appears in `html`.
-fn markers_in(html: &str, prefix: &str) -> Vec<usize> {
+pub(crate) fn markers_in(html: &str, prefix: &str) -> Vec<usize> {
     let mut found = Vec::new();
     let mut rest = html;
     while let Some(at) = rest.find(prefix) {
@@ -154,26 +154,28 @@ fn regions_in(html: &str) -> Vec<String> {
 }
 
 /// Resident set size of a process in KiB, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn origin_of(url: &str) -> String {
+pub(crate) fn origin_of(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
 
 /// The portal started by --spawn; stopped (SIGTERM, so it stops its PostgreSQL) on `stop`.
-struct Spawned {
+pub(crate) struct Spawned {
     child: tokio::process::Child,
     data_dir: PathBuf,
     remove_data_dir: bool,
 }
 
 impl Spawned {
-    async fn start(binary: &PathBuf, url: &str, data_dir: Option<PathBuf>) -> Result<Spawned, AnyError> {
+    pub(crate) async fn start(binary: &PathBuf, url: &str, data_dir: Option<PathBuf>) -> Result<Spawned, AnyError> {
         let addr = url.strip_prefix("http://").ok_or("--spawn needs an http:// --url")?.trim_end_matches('/');
+        // The portal's loopback origin is `http://localhost:PORT` (its live socket checks Origin); it binds the address.
+        let addr = addr.replace("localhost", "127.0.0.1");
         let nonce = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
         let (data_dir, remove_data_dir) = match data_dir {
             Some(dir) => (dir, false),
@@ -184,7 +186,7 @@ impl Spawned {
         let child = tokio::process::Command::new(binary)
             .args(["serve", "--demo"])
             .env("PORTAL_DATA_DIR", &data_dir)
-            .env("PORTAL_ADDR", addr)
+            .env("PORTAL_ADDR", &addr)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -210,12 +212,12 @@ impl Spawned {
         }
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
     /// The owner connection to the private cluster (a durable cluster remembers its port).
-    fn database_url(&self) -> Result<String, AnyError> {
+    pub(crate) fn database_url(&self) -> Result<String, AnyError> {
         let file = self.data_dir.join("postgres").join("port");
         let port = std::fs::read_to_string(&file)
             .map_err(|e| format!("{}: {e} (pass --database-url)", file.display()))?
@@ -224,7 +226,7 @@ impl Spawned {
         Ok(format!("host=127.0.0.1 port={port} user=postgres dbname=portal"))
     }
 
-    async fn stop(mut self) -> Result<(), AnyError> {
+    pub(crate) async fn stop(mut self) -> Result<(), AnyError> {
         if let Some(pid) = self.child.id() {
             tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
             if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
@@ -239,7 +241,7 @@ impl Spawned {
 }
 
 /// Signs in, loads the order page once and returns what its sockets need.
-async fn load_page(url: &str, email: &str, password: &str, path: &str) -> Result<Page, AnyError> {
+pub(crate) async fn load_page(url: &str, email: &str, password: &str, path: &str) -> Result<Page, AnyError> {
     let (client, jar) = sign_in(url, email, password).await?;
     let response = client.get(format!("{url}{path}")).send().await?;
     if !response.status().is_success() {

@@ -1,9 +1,15 @@
 //! Load generator for Portal. Every run is bounded in time and sends traffic
 //! only to the portal URL given (loopback by default).
 
+mod all;
+mod burst;
 mod files;
+mod limits;
 mod live;
+mod report;
 mod setup;
+mod signin;
+mod writes;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,10 +34,20 @@ enum Command {
     Setup(setup::SetupArgs),
     /// One large file uploaded and downloaded N times: throughput and the server's peak memory.
     Files(files::FilesArgs),
+    /// Every benchmark in one run against a portal (and PostgreSQL) it starts itself; `--quick` in under 3 minutes.
+    All(all::AllArgs),
+    /// Ceilings of this machine: raw NOTIFY→LISTEN latency and throughput, a bare WebSocket broadcast.
+    Limits(limits::LimitsArgs),
+    /// Update throughput of a live table at 1, 4 and 16 writers, live layer on and off.
+    Writes(writes::WritesArgs),
+    /// Sustained password sign-ins per second, and the /orders p99 of a signed-in client meanwhile.
+    Signin(signin::SigninArgs),
+    /// One change to an order followed by K live sockets of one customer: commit → last socket.
+    Burst(burst::BurstArgs),
 }
 
 #[derive(Parser)]
-struct PagesArgs {
+pub(crate) struct PagesArgs {
     /// The portal to load (keep it on this machine).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -125,10 +141,22 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-async fn pages(args: PagesArgs) -> Result<(), AnyError> {
+/// What `pages` measured.
+pub(crate) struct PagesResult {
+    pub requests: usize,
+    pub errors: u64,
+    pub seconds: f64,
+    pub rps: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+pub(crate) async fn measure_pages(args: &PagesArgs) -> Result<PagesResult, AnyError> {
     let mut clients = Vec::new();
     for _ in 0..args.connections {
-        clients.push(signed_in_client(&args).await?);
+        clients.push(signed_in_client(args).await?);
     }
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
@@ -141,16 +169,27 @@ async fn pages(args: PagesArgs) -> Result<(), AnyError> {
         latencies.extend(outcome.latencies_us);
         errors += outcome.errors;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let rps = latencies.len() as f64 / elapsed;
-    let (p50, p90, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 90.0), percentile(&latencies, 99.0));
-    let max = latencies.last().copied().unwrap_or(0) as f64 / 1000.0;
+    Ok(PagesResult {
+        requests: latencies.len(),
+        errors,
+        seconds,
+        rps: latencies.len() as f64 / seconds,
+        p50: percentile(&latencies, 50.0),
+        p90: percentile(&latencies, 90.0),
+        p99: percentile(&latencies, 99.0),
+        max: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+    })
+}
+
+async fn pages(args: PagesArgs) -> Result<(), AnyError> {
+    let r = measure_pages(&args).await?;
     if args.json {
         let report = serde_json::json!({
-            "benchmark": "pages", "paths": args.paths, "connections": args.connections, "seconds": elapsed,
-            "requests": latencies.len(), "errors": errors, "requests_per_second": rps,
-            "latency_ms": { "p50": p50, "p90": p90, "p99": p99, "max": max },
+            "benchmark": "pages", "paths": args.paths, "connections": args.connections, "seconds": r.seconds,
+            "requests": r.requests, "errors": r.errors, "requests_per_second": r.rps,
+            "latency_ms": { "p50": r.p50, "p90": r.p90, "p99": r.p99, "max": r.max },
         });
         println!("{report}");
     } else {
@@ -160,13 +199,13 @@ async fn pages(args: PagesArgs) -> Result<(), AnyError> {
             "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             args.paths.join(" "),
             args.connections,
-            latencies.len(),
-            errors,
-            rps,
-            p50,
-            p90,
-            p99,
-            max
+            r.requests,
+            r.errors,
+            r.rps,
+            r.p50,
+            r.p90,
+            r.p99,
+            r.max
         );
     }
     Ok(())
@@ -179,6 +218,11 @@ async fn main() -> std::process::ExitCode {
         Command::Live(args) => live::run(args).await,
         Command::Setup(args) => setup::run(args).await,
         Command::Files(args) => files::run(args).await,
+        Command::Limits(args) => limits::run(args).await,
+        Command::Writes(args) => writes::run(args).await,
+        Command::Signin(args) => signin::run(args).await,
+        Command::Burst(args) => burst::run(args).await,
+        Command::All(args) => all::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
