@@ -5,16 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_tungstenite::tokio::connect_async;
 use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::tungstenite::http::HeaderValue;
 use clap::Parser;
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::AnyError;
-use crate::live::{OPENING_AT_ONCE, Page, Push, load_page, marker, markers_in, origin_of};
+use crate::live::{OPENING_AT_ONCE, Page, Push, load_page, marker, markers_in, open_socket, origin_of};
 use crate::report::Figure;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:18090";
@@ -107,15 +104,7 @@ async fn socket(
     mut stop: watch::Receiver<bool>,
 ) -> Option<String> {
     let permit = opening.acquire_owned().await;
-    let opened = async {
-        let mut request = format!("{}/live", plan.url.replacen("http", "ws", 1)).into_client_request()?;
-        request.headers_mut().insert("cookie", HeaderValue::from_str(&plan.page.cookie)?);
-        request.headers_mut().insert("origin", HeaderValue::from_str(&plan.origin)?);
-        let (mut ws, _) = connect_async(request).await?;
-        ws.send(Message::text(plan.page.hello.clone())).await?;
-        Ok::<_, AnyError>(ws)
-    }
-    .await;
+    let opened = open_socket(&plan.url, &plan.origin, &plan.page).await;
     let mut ws = match opened {
         Ok(ws) => ws,
         Err(e) => {

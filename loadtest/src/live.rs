@@ -258,6 +258,20 @@ pub(crate) async fn load_page(url: &str, email: &str, password: &str, path: &str
     Ok(Page { cookie, hello, regions })
 }
 
+/// A live socket as a browser tab opens it: the page's session cookie, the portal's origin, the page's hello.
+pub(crate) async fn open_socket(
+    url: &str,
+    origin: &str,
+    page: &Page,
+) -> Result<async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>, AnyError> {
+    let mut request = format!("{}/live", url.replacen("http", "ws", 1)).into_client_request()?;
+    request.headers_mut().insert("cookie", HeaderValue::from_str(&page.cookie)?);
+    request.headers_mut().insert("origin", HeaderValue::from_str(origin)?);
+    let (mut ws, _) = connect_async(request).await?;
+    ws.send(Message::text(page.hello.clone())).await?;
+    Ok(ws)
+}
+
 struct SocketPlan {
     url: String,
     origin: String,
@@ -277,15 +291,7 @@ async fn socket(
 ) -> SocketOutcome {
     let mut outcome = SocketOutcome { received: vec![None; plan.changes], ..SocketOutcome::default() };
     let permit = opening.acquire_owned().await;
-    let opened = async {
-        let mut request = format!("{}/live", plan.url.replacen("http", "ws", 1)).into_client_request()?;
-        request.headers_mut().insert("cookie", HeaderValue::from_str(&plan.page.cookie)?);
-        request.headers_mut().insert("origin", HeaderValue::from_str(&plan.origin)?);
-        let (mut ws, _) = connect_async(request).await?;
-        ws.send(Message::text(plan.page.hello.clone())).await?;
-        Ok::<_, AnyError>(ws)
-    }
-    .await;
+    let opened = open_socket(&plan.url, &plan.origin, &plan.page).await;
     let mut ws = match opened {
         Ok(ws) => ws,
         Err(e) => {

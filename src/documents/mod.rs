@@ -468,27 +468,37 @@ async fn add_version(
         }
         Err(e) => return Err(e.into()),
     };
-    let stored = file.store(&uploader, &state.blobs, customer.id).await?;
+    store_version(&req, &uploader, &state, id, customer.id, file, &format!("/documents/{id}")).await
+}
+
+/// Stores a received file as the next version of `document` and records it (or
+/// deletes the object again), then answers with `page`: the customer's and the
+/// staff's version uploads end the same way.
+pub async fn store_version(
+    req: &HttpRequest,
+    uploader: &Uploader,
+    state: &AppState,
+    document: Uuid,
+    customer: Uuid,
+    file: upload::Incoming,
+    page: &str,
+) -> Result<HttpResponse, AppError> {
+    let stored = file.store(uploader, &state.blobs, customer).await?;
     let viewer = &uploader.viewer;
     let written = async {
         let db = uploader.open().await?;
-        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
+        let view = DocumentView::load(&db, document).await?.ok_or(AppError::NotFound)?;
         let version =
-            form::add_version(&db, customer.id, id, &view.document.title, &stored, viewer.user_id, &viewer.email)
+            form::add_version(&db, customer, document, &view.document.title, &stored, viewer.user_id, &viewer.email)
                 .await?;
         db.commit().await?;
         Ok::<_, AppError>(version)
     }
     .await;
     match written {
-        Ok(version) => Ok(uploaded(
-            &req,
-            &state,
-            &format!("/documents/{id}"),
-            Flash::success(format!("Version {version} is uploaded.")),
-        )),
+        Ok(version) => Ok(uploaded(req, state, page, Flash::success(format!("Version {version} is uploaded.")))),
         Err(e) => {
-            stored.abandon(&uploader, &state.blobs).await;
+            stored.abandon(uploader, &state.blobs).await;
             Err(e)
         }
     }

@@ -514,37 +514,8 @@ async fn add_version(
         }
         Err(e) => return Err(e.into()),
     };
-    let stored = file.store(&uploader, &state.blobs, customer).await?;
-    let viewer = &uploader.viewer;
-    let written = async {
-        let db = uploader.open().await?;
-        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
-        let version = form::add_version(
-            &db,
-            view.document.customer_id,
-            id,
-            &view.document.title,
-            &stored,
-            viewer.user_id,
-            &viewer.email,
-        )
-        .await?;
-        db.commit().await?;
-        Ok::<_, AppError>(version)
-    }
-    .await;
-    match written {
-        Ok(version) => Ok(crate::documents::uploaded(
-            &req,
-            &state,
-            &format!("/staff/documents/{id}"),
-            Flash::success(format!("Version {version} is uploaded.")),
-        )),
-        Err(e) => {
-            stored.abandon(&uploader, &state.blobs).await;
-            Err(e)
-        }
-    }
+    crate::documents::store_version(&req, &uploader, &state, id, customer, file, &format!("/staff/documents/{id}"))
+        .await
 }
 
 async fn download(
