@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::AnyError;
-use crate::live::{OPENING_AT_ONCE, Page, Push, load_page, marker, markers_in, open_socket, origin_of};
+use crate::live::{OPENING_AT_ONCE, Page, Push, await_ready, load_page, marker, markers_in, open_socket, origin_of};
 use crate::report::Figure;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:18090";
@@ -19,8 +19,6 @@ const DEMO_PASSWORD: &str = "demo-portal-password";
 /// Two accounts of the demo's Acme: one customer, two roles.
 const DEMO_ACCOUNTS: [&str; 2] = ["alice@acme.example", "dave@acme.example"];
 const DEMO_ORDER: &str = "ORD-1042";
-/// Upper bound on connecting every socket and receiving its catch-up push.
-const CONNECT_BUDGET: Duration = Duration::from_secs(120);
 /// How long a round waits for the last delivery after COMMIT.
 const ROUND_BUDGET: Duration = Duration::from_secs(10);
 /// Quiet time before each commit, so the previous round's acks have settled.
@@ -306,16 +304,7 @@ pub async fn measure(args: &BurstArgs) -> Result<Vec<Figure>, AnyError> {
         })
         .collect();
     drop((ready_tx, receipts_tx));
-    let mut connected = 0usize;
-    let mut failed = Vec::new();
-    let budget = tokio::time::Instant::now() + CONNECT_BUDGET;
-    while connected + failed.len() < sessions {
-        match tokio::time::timeout_at(budget, ready_rx.recv()).await {
-            Ok(Some(Ok(()))) => connected += 1,
-            Ok(Some(Err(e))) => failed.push(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let (connected, mut failed) = await_ready(&mut ready_rx, sessions).await;
     let connect_seconds = connect_started.elapsed().as_secs_f64();
 
     let metrics = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;

@@ -258,6 +258,25 @@ pub(crate) async fn load_page(url: &str, email: &str, password: &str, path: &str
     Ok(Page { cookie, hello, regions })
 }
 
+/// Waits (at most the connect budget) until `sessions` sockets said they are ready or
+/// failed; returns how many connected and the failures.
+pub(crate) async fn await_ready(
+    ready_rx: &mut mpsc::UnboundedReceiver<Result<(), String>>,
+    sessions: usize,
+) -> (usize, Vec<String>) {
+    let mut connected = 0usize;
+    let mut failed = Vec::new();
+    let budget = tokio::time::Instant::now() + CONNECT_BUDGET;
+    while connected + failed.len() < sessions {
+        match tokio::time::timeout_at(budget, ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => connected += 1,
+            Ok(Some(Err(e))) => failed.push(e),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (connected, failed)
+}
+
 /// A live socket as a browser tab opens it: the page's session cookie, the portal's origin, the page's hello.
 pub(crate) async fn open_socket(
     url: &str,
@@ -474,16 +493,7 @@ async fn measure(args: &LiveArgs, url: &str, spawned: Option<&Spawned>) -> Resul
         })
         .collect();
     drop(ready_tx);
-    let mut connected = 0usize;
-    let mut failed = Vec::new();
-    let budget = tokio::time::Instant::now() + CONNECT_BUDGET;
-    while connected + failed.len() < sessions {
-        match tokio::time::timeout_at(budget, ready_rx.recv()).await {
-            Ok(Some(Ok(()))) => connected += 1,
-            Ok(Some(Err(e))) => failed.push(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let (connected, mut failed) = await_ready(&mut ready_rx, sessions).await;
     let connect_seconds = connect_started.elapsed().as_secs_f64();
     // Let the server settle after the burst of handshakes before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
