@@ -480,14 +480,23 @@ async fn abandoned_uploads_are_swept(app: TestApp) {
     sql.execute("INSERT INTO blob_uploads (storage_key, customer_id) VALUES ($1, $2)", &[&recent.as_str(), &customer])
         .await
         .unwrap();
-    // The app's own sweeper runs once at start too and may get there first: either way,
-    // afterwards the old upload's object and row are gone and the recent one is untouched.
+    // The app's own sweeper runs once at start too and may hold the row (our sweep then skips
+    // it) while it deletes the object: either way, once the sweeps are done the old upload's
+    // object and row are gone and the recent one is untouched.
     let removed = portal::documents::upload::sweep(&db, &blobs).await.unwrap();
     assert!(removed <= 1, "only the upload older than an hour");
-    assert!(app.stored_objects().await.is_empty());
-    let left: Vec<String> =
-        sql.query("SELECT storage_key FROM blob_uploads", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(left, vec![recent.as_str().to_owned()]);
+    let mut state = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let left: Vec<String> =
+            sql.query("SELECT storage_key FROM blob_uploads", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        state = (app.stored_objects().await, left);
+        if state.0.is_empty() && state.1.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(state.0.is_empty(), "the abandoned object is deleted: {:?}", state.0);
+    assert_eq!(state.1, vec![recent.as_str().to_owned()]);
 }
 on_both_stores!(abandoned_uploads_are_swept);
 
