@@ -60,9 +60,39 @@ pub struct LiveArgs {
     /// How long to wait for the last deliveries after the last commit, in seconds.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=120))]
     grace: u64,
+    /// Sessions minted by `setup --customers` (lines `customer_id user_id order_id cookie`):
+    /// the sockets are spread over its customers, each on the order page its user follows, and
+    /// random customers' followed orders change (--email, --order, --sockets-per-signin unused).
+    #[arg(long)]
+    sessions_file: Option<PathBuf>,
+    /// With --sessions-file: how many of its customers the sockets are spread over (default:
+    /// all of them, at most one per socket).
+    #[arg(long)]
+    customers: Option<usize>,
+    /// With --sessions-file: connections committing the changes (each order always through the same one).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    writers: u32,
     /// Print one JSON object instead of a markdown table.
     #[arg(long)]
     json: bool,
+}
+
+impl LiveArgs {
+    /// The many-customers mode's arguments, when --sessions-file is given.
+    fn crowd(&self, url: &str, database_url: String, server_pid: Option<u32>) -> Option<crate::crowd::CrowdArgs> {
+        Some(crate::crowd::CrowdArgs {
+            url: url.to_owned(),
+            database_url,
+            sessions_file: self.sessions_file.clone()?,
+            sessions: self.sessions as usize,
+            customers: self.customers,
+            changes: self.changes as usize,
+            rate: f64::from(self.rate),
+            writers: self.writers as usize,
+            grace: Duration::from_secs(self.grace),
+            server_pid,
+        })
+    }
 }
 
 /// Sockets opening at once (handshake, session lookup, catch-up query).
@@ -130,12 +160,12 @@ fn attribute<'a>(html: &'a str, from: usize, name: &str) -> Option<&'a str> {
 }
 
 /// The page's stream position (`data-live-cursor` on `<body>`).
-fn cursor_in(html: &str) -> Option<i64> {
+pub(crate) fn cursor_in(html: &str) -> Option<i64> {
     attribute(html, 0, "data-live-cursor")?.parse().ok()
 }
 
 /// The ids of the page's `[data-live][id]` elements, found by scanning each tag.
-fn regions_in(html: &str) -> Vec<String> {
+pub(crate) fn regions_in(html: &str) -> Vec<String> {
     let mut regions = Vec::new();
     let mut at = 0;
     while let Some(open) = html[at..].find('<') {
@@ -446,6 +476,12 @@ async fn measure(args: &LiveArgs, url: &str, spawned: Option<&Spawned>) -> Resul
         (None, None) => return Err("--database-url is needed without --spawn".into()),
     };
     let server_pid = spawned.and_then(Spawned::pid).or(args.server_pid);
+    if let Some(crowd) = args.crowd(url, database_url.clone(), server_pid) {
+        let figures = crate::crowd::measure(&crowd).await?;
+        println!();
+        crate::report::print(&figures, args.json);
+        return Ok(());
+    }
     let order = {
         let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
         let connection = tokio::spawn(connection);

@@ -3,12 +3,15 @@
 
 mod all;
 mod burst;
+mod crowd;
 mod files;
+mod fleet;
 mod limits;
 mod live;
 mod report;
 mod setup;
 mod signin;
+mod tenants;
 mod writes;
 
 use std::sync::Arc;

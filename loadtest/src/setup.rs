@@ -3,6 +3,10 @@
 //! status and over the last two years. Idempotent: orders it made before (numbered
 //! `LT-…`) are replaced, so running it twice gives the same N. With `--documents M`,
 //! also M documents (one version each, tagged `loadtest`), replaced the same way.
+//!
+//! With `--customers N --users M` instead: N load-test customers (slugs `lt-0001`…), M users
+//! each (the first a customer admin), a few orders each with timelines, and one session per
+//! user minted as a sign-in mints it (see [`tenants`]), written to `--sessions-out`.
 
 use std::time::Instant;
 
@@ -14,7 +18,7 @@ use crate::AnyError;
 pub struct SetupArgs {
     /// Owner connection to the portal's database (libpq key/value or URL).
     #[arg(long, env = "PORTAL_LOADTEST_DATABASE_URL")]
-    database_url: String,
+    pub(crate) database_url: String,
     /// The customer (by slug) that gets the orders.
     #[arg(long, default_value = "acme")]
     customer: String,
@@ -24,6 +28,26 @@ pub struct SetupArgs {
     /// How many documents to create for it (each with one version; the files are not written).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     documents: u32,
+    /// Instead of one customer's orders: this many load-test customers (slugs `lt-0001`…),
+    /// replacing those of an earlier run. Needs --sessions-out.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=99_999))]
+    pub(crate) customers: Option<u32>,
+    /// Users per load-test customer (the first a customer admin, the others members).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) users: u32,
+    /// Orders per load-test customer, spread over the stages of the "Print job" workflow.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) orders_per_customer: u32,
+    /// How many of each customer's orders its users follow: user i watches order i mod W.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) watched_orders: u32,
+    /// Where to write the minted sessions, one line `customer_id user_id order_id cookie` each.
+    /// The file holds live session cookies: it is created readable by its owner only.
+    #[arg(long)]
+    pub(crate) sessions_out: Option<std::path::PathBuf>,
+    /// A running portal to check one minted cookie against (GET /orders must answer 200).
+    #[arg(long)]
+    pub(crate) url: Option<String>,
 }
 
 /// Documents: titles and tags from a small vocabulary so searches match some and not all,
@@ -91,6 +115,9 @@ const STEPS: &[(&str, &str)] = &[
 ];
 
 pub async fn run(args: SetupArgs) -> Result<(), AnyError> {
+    if args.customers.is_some() {
+        return crate::tenants::run(&args).await;
+    }
     let (mut client, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let started = Instant::now();
