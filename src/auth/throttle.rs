@@ -146,7 +146,7 @@ pub fn ip_key(ip: Option<IpAddr>) -> String {
 /// or the client's network is locked (nothing counted), otherwise the attempt is
 /// counted as a failure until [`release_sign_in`] gives it back. `email` is normalized.
 pub(crate) async fn begin_sign_in(
-    conn: &tokio_postgres::Client,
+    conn: &crate::db::Conn,
     email: &str,
     ip: Option<IpAddr>,
 ) -> Result<Result<(), Throttled>, AuthError> {
@@ -164,7 +164,7 @@ pub(crate) async fn begin_sign_in(
 /// (`reset`: the account's counter starts over; the network's keeps its other
 /// failures), or it was never checked.
 pub(crate) async fn release_sign_in(
-    conn: &tokio_postgres::Client,
+    conn: &crate::db::Conn,
     email: &str,
     ip: Option<IpAddr>,
     reset: bool,

@@ -2,17 +2,16 @@
 //! which request code reaches data, and the private cluster for local runs.
 
 pub mod cluster;
+mod conn;
 mod scope;
 
 use std::str::FromStr;
 
 use bb8::{CustomizeConnection, PooledConnection};
-use bb8_postgres::PostgresConnectionManager;
-use tokio_postgres::NoTls;
 
+pub use conn::{Conn, Manager};
 pub use scope::Scope;
 
-pub type Manager = PostgresConnectionManager<NoTls>;
 pub type Pool = bb8::Pool<Manager>;
 
 /// The role customer requests run as. It owns nothing and cannot bypass row-level security.
@@ -70,10 +69,10 @@ fn describe(e: &tokio_postgres::Error) -> String {
 #[derive(Debug)]
 struct SetRole(&'static str);
 
-impl CustomizeConnection<tokio_postgres::Client, tokio_postgres::Error> for SetRole {
+impl CustomizeConnection<Conn, tokio_postgres::Error> for SetRole {
     fn on_acquire<'a>(
         &'a self,
-        conn: &'a mut tokio_postgres::Client,
+        conn: &'a mut Conn,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
         Box::pin(
             async move { conn.batch_execute(&format!("SET ROLE {}; SET application_name = 'portal'", self.0)).await },
@@ -124,7 +123,7 @@ async fn pool(config: tokio_postgres::Config, role: &'static str, size: u32) -> 
         .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(10))
         .connection_customizer(Box::new(SetRole(role)))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(Manager::new(config))
         .await?)
 }
 
@@ -194,7 +193,7 @@ END $$";
 
 /// Applies pending migrations as the connecting (owner) role.
 pub async fn migrate(url: &str) -> Result<(), DbError> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(connection);
     let report = embedded::migrations::runner().run_async(&mut client).await?;
     for migration in report.applied_migrations() {

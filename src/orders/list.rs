@@ -210,14 +210,15 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
     let sort = filters.sort;
     let search = search(db, &filters.search).await?;
     let unfiltered = filters.status == "all" && filters.stage.is_none();
-    let total: i64 = if matches!(search, Search::Pattern(_)) && unfiltered {
-        // Thousands match and nothing else narrows them: more than the cap, without counting.
-        COUNT_CAP + 1
-    } else {
-        let mut count = filtered(filters, &search);
-        count.sql =
-            format!("SELECT count(*) FROM (SELECT 1 FROM orders o{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
-        db.query_one(&count.sql, &count.refs()).await?.get(0)
+    // Thousands match and nothing else narrows them: more than the cap, without counting.
+    let uncounted = matches!(search, Search::Pattern(_)) && unfiltered;
+    let mut count = filtered(filters, &search);
+    count.sql = format!("SELECT count(*) FROM (SELECT 1 FROM orders o{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
+    let total = async {
+        if uncounted {
+            return Ok(COUNT_CAP + 1);
+        }
+        Ok::<i64, DbError>(db.query_one(&count.sql, &count.refs()).await?.get(0))
     };
 
     let mut q = filtered(filters, &search);
@@ -250,7 +251,9 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
         format!("{} {direction}", sort.key())
     };
     let sql = format!("{}{} ORDER BY {order} LIMIT {}", OrderRow::SELECT, q.sql, PAGE_SIZE + 1);
-    let mut rows = db.query(&sql, &q.refs()).await?;
+    // The count and the page are sent together: one round trip to the database, not two.
+    let params = q.refs();
+    let (total, mut rows) = tokio::try_join!(total, db.query(&sql, &params))?;
     let more = rows.len() > PAGE_SIZE;
     rows.truncate(PAGE_SIZE);
     if backwards {

@@ -167,22 +167,27 @@ fn status_filter(s: Option<&str>) -> &'static str {
 
 async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
-    let stages = list::stage_groups(&cx.db, customer).await?;
-    // A stage that is not one of this customer's workflows filters nothing rather than everything.
-    let stage = query
-        .stage
-        .as_deref()
-        .and_then(|s| Uuid::try_parse(s.trim()).ok())
-        .filter(|id| stages.iter().any(|g| g.stages.iter().any(|(s, _)| s == id)));
-    let filters = list::Filters {
+    let asked_stage = query.stage.as_deref().and_then(|s| Uuid::try_parse(s.trim()).ok());
+    let mut filters = list::Filters {
         customer,
         status: status_filter(query.status.as_deref()),
-        stage,
+        stage: None,
         search: query.q.as_deref().unwrap_or("").trim().chars().take(100).collect(),
         sort: list::Sort::parse(query.sort.as_deref()),
     };
     let cursor = list::Cursor::parse(query.after.as_deref(), query.before.as_deref());
-    let page = list::load(&cx.db, &filters, &cursor).await?;
+    // Without a stage filter the page does not depend on the stage list: both are read in one round trip.
+    let (stages, page) = match asked_stage {
+        None => tokio::try_join!(list::stage_groups(&cx.db, customer), list::load(&cx.db, &filters, &cursor))?,
+        Some(asked) => {
+            let stages = list::stage_groups(&cx.db, customer).await?;
+            // A stage that is not one of this customer's workflows filters nothing rather than everything.
+            filters.stage = Some(asked).filter(|id| stages.iter().any(|g| g.stages.iter().any(|(s, _)| s == id)));
+            let page = list::load(&cx.db, &filters, &cursor).await?;
+            (stages, page)
+        }
+    };
+    let stage = filters.stage;
     let live = cx.db.live_cursor();
     cx.db.commit().await?;
     let filtered = !filters.search.is_empty() || stage.is_some();
