@@ -466,6 +466,10 @@ async fn run_job(
     // What each member needs, by (share key, region).
     let mut needs: Vec<Need> = Vec::new();
     let mut units: HashMap<String, (Arc<Audience>, BTreeSet<String>)> = HashMap::new();
+    // A thousand sockets on one page are a handful of users: whether this batch
+    // touches a region, and who shares its rendering, is worked out once per
+    // (user, role, region), not once per socket.
+    let mut decided: HashMap<(Uuid, &str, &str), Option<String>> = HashMap::new();
     for (index, member) in members.iter().enumerate() {
         if member.resuming && catchup_failed && !member.full {
             outcomes.push(Outcome { id: member.id, result: Deliver::Close(close::RESUME) });
@@ -482,14 +486,27 @@ async fn run_job(
         };
         let mut wanted = Vec::new();
         for (r, region) in member.regions.iter().enumerate() {
-            let affected = full
-                || events
-                    .iter()
-                    .map(|e| &**e)
-                    .chain(caught_up.iter().copied())
-                    .any(|e| renderer.affects(&member.audience, region, e));
-            if affected {
-                let key = renderer.share_key(&member.audience, region);
+            let audience = &member.audience;
+            let decide = || {
+                let affected = full
+                    || events
+                        .iter()
+                        .map(|e| &**e)
+                        .chain(caught_up.iter().copied())
+                        .any(|e| renderer.affects(audience, region, e));
+                affected.then(|| renderer.share_key(audience, region))
+            };
+            // Only the steady state is the same for every socket of a user: a full
+            // render or a catch-up depends on the socket's own position.
+            let share = if full || !caught_up.is_empty() {
+                decide()
+            } else {
+                decided
+                    .entry((audience.user_id, audience.role.as_str(), region.as_str()))
+                    .or_insert_with(decide)
+                    .clone()
+            };
+            if let Some(key) = share {
                 units
                     .entry(key.clone())
                     .or_insert_with(|| (member.audience.clone(), BTreeSet::new()))
@@ -547,8 +564,10 @@ async fn run_job(
         }
     };
 
-    // Members with the same position and regions get the very same message.
-    let mut messages: HashMap<(i64, Vec<&str>), Arc<str>> = HashMap::new();
+    // Members with the same position and regions get the very same message. The
+    // fragments are told apart by address (each rendering is one allocation),
+    // not by hashing kilobytes of markup per socket.
+    let mut messages: HashMap<(i64, Vec<usize>), Arc<str>> = HashMap::new();
     for (index, wanted, cursor) in needs {
         let member = &members[index];
         let result = match alive.as_ref().map(|a| a.get(&member.audience.session_id)) {
@@ -570,7 +589,7 @@ async fn run_job(
                     Deliver::Close(close::RESUME)
                 } else {
                     let message = messages
-                        .entry((cursor, parts.clone()))
+                        .entry((cursor, parts.iter().map(|p| p.as_ptr() as usize).collect()))
                         .or_insert_with(|| format!(r#"{{"id":{cursor},"ops":[{}]}}"#, parts.join(",")).into())
                         .clone();
                     Deliver::Push(message, cursor)
