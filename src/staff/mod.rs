@@ -38,7 +38,7 @@ pub struct CustomerSummary {
 
 const SUMMARY: &str = "SELECT c.id, c.name, c.active, \
     (SELECT count(*) FROM users u WHERE u.customer_id = c.id) AS users, \
-    (SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'open') AS open_orders, \
+    (SELECT coalesce(sum(sc.open_orders), 0)::bigint FROM order_stage_counts sc WHERE sc.customer_id = c.id) AS open_orders, \
     (SELECT count(*) FROM orders o JOIN workflow_stages s ON s.id = o.stage_id \
       WHERE o.customer_id = c.id AND o.status = 'open' AND s.awaits_customer) AS awaiting, \
     (SELECT count(*) FROM invoices i WHERE i.customer_id = c.id AND i.status = 'open' AND i.due_on < current_date) AS overdue, \

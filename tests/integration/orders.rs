@@ -326,3 +326,100 @@ async fn a_search_that_matches_thousands_still_pages_in_order() {
     let (numbers, _, _) = page_of(&alice.get_html("/orders?status=all&q=REF-2077").await);
     assert_eq!(numbers, vec!["BULK-2077"]);
 }
+
+/// The counts the dashboard reads, next to a fresh count of the orders themselves.
+async fn stage_counts(app: &TestApp) -> (Vec<(Uuid, Uuid, i64)>, Vec<(Uuid, Uuid, i64)>) {
+    let sql = app.sql().await;
+    let kept = sql
+        .query(
+            "SELECT customer_id, stage_id, open_orders::bigint FROM order_stage_counts WHERE open_orders <> 0 \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counted = sql
+        .query(
+            "SELECT customer_id, stage_id, count(*) FROM orders WHERE status = 'open' GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    (rows(kept), rows(counted))
+}
+
+#[tokio::test]
+async fn open_orders_by_stage_stay_exact_through_every_kind_of_write() {
+    let app = spawn_app().await;
+    let (kept, counted) = stage_counts(&app).await;
+    assert!(!counted.is_empty());
+    assert_eq!(kept, counted, "the migration counts what is there");
+
+    let sql = app.sql().await;
+    let acme = app.customer_id("acme").await;
+    let globex = app.customer_id("globex").await;
+    let order = app.order_id("ORD-1042").await;
+    let (workflow, first): (Uuid, Uuid) = {
+        let row = sql
+            .query_one(
+                "SELECT o.workflow_id, (SELECT s.id FROM workflow_stages s WHERE s.workflow_id = o.workflow_id \
+                 ORDER BY s.position LIMIT 1) FROM orders o WHERE o.id = $1",
+                &[&order],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    // Every writer goes through the same trigger: inserts (one and many), stage
+    // moves, completion, reopening, a move to another customer, deletes.
+    type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+    let steps: Vec<(&str, Params)> = vec![
+        (
+            "INSERT INTO orders (customer_id, number, title, workflow_id, stage_id) \
+             SELECT $1, 'CNT-' || n, 'Counted ' || n, $2, $3 FROM generate_series(1, 5) n",
+            vec![&acme, &workflow, &first],
+        ),
+        ("UPDATE orders SET stage_id = $1 WHERE id = $2", vec![&first, &order]),
+        ("UPDATE orders SET status = 'completed' WHERE number IN ('CNT-1', 'CNT-2') AND customer_id = $1", vec![&acme]),
+        ("UPDATE orders SET status = 'open' WHERE number = 'CNT-2' AND customer_id = $1", vec![&acme]),
+        ("UPDATE orders SET title = 'Renamed' WHERE number = 'CNT-3' AND customer_id = $1", vec![&acme]),
+        (
+            "UPDATE orders SET customer_id = $2, number = 'MOVED-4' WHERE number = 'CNT-4' AND customer_id = $1",
+            vec![&acme, &globex],
+        ),
+        ("DELETE FROM orders WHERE number IN ('CNT-5', 'CNT-1') AND customer_id = $1", vec![&acme]),
+    ];
+    for (step, params) in steps {
+        sql.execute(step, &params).await.unwrap();
+        let (kept, counted) = stage_counts(&app).await;
+        assert_eq!(kept, counted, "after {step}");
+    }
+
+    // The dashboard shows the kept count.
+    let alice = app.signed_in(ALICE).await;
+    let first_stage: String =
+        sql.query_one("SELECT name FROM workflow_stages WHERE id = $1", &[&first]).await.unwrap().get(0);
+    let open_in_first: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM orders WHERE customer_id = $1 AND stage_id = $2 AND status = 'open'",
+            &[&acme, &first],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let html = alice.get_html("/").await;
+    let stages = html.split("id=\"dashboard-stages\"").nth(1).unwrap();
+    let row = stages.split("<li").find(|li| li.contains(&format!(">{first_stage}<"))).unwrap();
+    assert!(row.contains(&format!("<span class=\"num\">{open_in_first}</span>")), "{row}");
+
+    // A customer sees only its own counts.
+    let app_sql = app.app_role_sql().await;
+    app_sql.batch_execute(&format!("SET portal.customer_id = '{globex}'")).await.unwrap();
+    let foreign: i64 = app_sql
+        .query_one("SELECT count(*) FROM order_stage_counts WHERE customer_id <> $1", &[&globex])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign, 0);
+}
