@@ -10,7 +10,7 @@ use clap::Parser;
 
 use crate::live::Spawned;
 use crate::report::{self, Figure};
-use crate::{AnyError, PagesArgs, burst, limits, live, setup, signin, writes};
+use crate::{AnyError, PagesArgs, baseline, burst, crowd, limits, live, setup, signin, writes};
 
 #[derive(Parser)]
 pub struct AllArgs {
@@ -112,6 +112,26 @@ async fn benchmarks(args: &AllArgs, url: &str, spawned: &Spawned) -> Result<Vec<
     })
     .await?;
 
+    // Customers × users with one minted session each, for the many-customer live run and the
+    // polling baseline; the cookies go to a private temporary file, removed at the end.
+    let (customers, users) = if quick { (20, 10) } else { (1000, 10) };
+    let sessions_file = std::env::temp_dir().join(format!("portal-loadtest-sessions-{}.txt", std::process::id()));
+    let sessions_path = sessions_file.to_string_lossy().into_owned();
+    step("setup --customers", &mut figures, async {
+        let (c, u) = (customers.to_string(), users.to_string());
+        setup::run(parse::<setup::SetupArgs>(
+            "setup",
+            &["--database-url", &db, "--customers", &c, "--users", &u, "--sessions-out", &sessions_path, "--url", url],
+        )?)
+        .await?;
+        Ok(Vec::new())
+    })
+    .await?;
+    let result =
+        tenant_benchmarks(quick, url, &db, &pid, &sessions_file, customers * users, customers, &mut figures).await;
+    let _ = std::fs::remove_file(&sessions_file);
+    result?;
+
     step("limits", &mut figures, async {
         let a = if quick { limits::LimitsArgs::quick(db.clone()) } else { parse("limits", &["--database-url", &db])? };
         limits::measure(&a).await
@@ -174,4 +194,58 @@ async fn benchmarks(args: &AllArgs, url: &str, spawned: &Spawned) -> Result<Vec<
     })
     .await?;
     Ok(figures)
+}
+
+/// The many-customer live run and the polling baseline, on the sessions `setup --customers` made.
+#[allow(clippy::too_many_arguments)]
+async fn tenant_benchmarks(
+    quick: bool,
+    url: &str,
+    db: &str,
+    pid: &str,
+    sessions_file: &std::path::Path,
+    sessions: usize,
+    customers: usize,
+    figures: &mut Vec<Figure>,
+) -> Result<(), AnyError> {
+    step("live --sessions-file", figures, async {
+        let (changes, rate) = if quick { (500, 100.0) } else { (20_000, 1000.0) };
+        crowd::measure(&crowd::CrowdArgs {
+            url: url.to_owned(),
+            database_url: db.to_owned(),
+            sessions_file: sessions_file.to_path_buf(),
+            sessions,
+            customers: Some(customers),
+            changes,
+            rate,
+            writers: 4,
+            grace: std::time::Duration::from_secs(15),
+            server_pid: pid.parse().ok(),
+        })
+        .await
+    })
+    .await?;
+    step("baseline", figures, async {
+        let seconds = if quick { "10" } else { "30" };
+        let file = sessions_file.to_string_lossy();
+        let a: baseline::BaselineArgs = parse(
+            "baseline",
+            &[
+                "--url",
+                url,
+                "--database-url",
+                db,
+                "--sessions-file",
+                &file,
+                "--sessions",
+                &sessions.to_string(),
+                "--seconds",
+                seconds,
+                "--server-pid",
+                pid,
+            ],
+        )?;
+        baseline::measure(&a).await
+    })
+    .await
 }

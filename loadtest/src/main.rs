@@ -2,6 +2,7 @@
 //! only to the portal URL given (loopback by default).
 
 mod all;
+mod baseline;
 mod burst;
 mod crowd;
 mod files;
@@ -47,6 +48,9 @@ enum Command {
     Signin(signin::SigninArgs),
     /// One change to an order followed by K live sockets of one customer: commit → last socket.
     Burst(burst::BurstArgs),
+    /// The same sessions polling their page every 5 s, then on live sockets: requests/s and
+    /// database work of each (needs `setup --customers`' sessions file).
+    Baseline(baseline::BaselineArgs),
 }
 
 #[derive(Parser)]
@@ -225,6 +229,7 @@ async fn main() -> std::process::ExitCode {
         Command::Writes(args) => writes::run(args).await,
         Command::Signin(args) => signin::run(args).await,
         Command::Burst(args) => burst::run(args).await,
+        Command::Baseline(args) => baseline::run(args).await,
         Command::All(args) => all::run(args).await,
     };
     match result {
