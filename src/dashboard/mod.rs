@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::{DbError, Scope};
@@ -106,9 +107,10 @@ impl Part {
 
 impl DashboardView {
     pub async fn load(db: &Scope, customer: Uuid, user: Uuid) -> Result<Self, DbError> {
-        let counts = db
-            .query_one(
-                "SELECT \
+        let both: [&(dyn ToSql + Sync); 2] = [&customer, &user];
+        let just_customer: [&(dyn ToSql + Sync); 1] = [&customer];
+        let counts = db.query_one(
+            "SELECT \
                    (SELECT coalesce(sum(total_cents - paid_cents), 0)::bigint FROM invoices \
                      WHERE customer_id = $1 AND status = 'open') AS open_balance, \
                    (SELECT count(*) FROM invoices WHERE customer_id = $1 AND status = 'open' \
@@ -116,32 +118,58 @@ impl DashboardView {
                    (SELECT count(*) FROM tickets WHERE customer_id = $1 AND status <> 'closed') AS open_tickets, \
                    (SELECT count(*) FROM notifications WHERE user_id = $2 AND read_at IS NULL) AS unread, \
                    (SELECT min(currency) FROM invoices WHERE customer_id = $1) AS currency",
-                &[&customer, &user],
-            )
-            .await?;
-        let awaiting = db
-            .query(
-                &format!(
-                    "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
+            &both,
+        );
+        let awaiting = async {
+            Ok::<Vec<OrderRow>, DbError>(
+                db.query(
+                    &format!(
+                        "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
                      ORDER BY o.updated_at DESC LIMIT 10",
-                    OrderRow::SELECT
-                ),
-                &[&customer],
+                        OrderRow::SELECT
+                    ),
+                    &[&customer],
+                )
+                .await?
+                .iter()
+                .map(OrderRow::from_row)
+                .collect(),
             )
-            .await?
-            .iter()
-            .map(OrderRow::from_row)
-            .collect();
-        let stage_rows = db
-            .query(
-                // Kept by a trigger on orders (migration V9): constant time at any number of orders.
-                "SELECT s.name AS stage, sum(c.open_orders)::bigint AS n FROM order_stage_counts c \
+        };
+        let stage_rows = db.query(
+            // Kept by a trigger on orders (migration V9): constant time at any number of orders.
+            "SELECT s.name AS stage, sum(c.open_orders)::bigint AS n FROM order_stage_counts c \
                  JOIN workflow_stages s ON s.id = c.stage_id \
                  WHERE c.customer_id = $1 AND c.open_orders > 0 \
                  GROUP BY s.name, s.position ORDER BY s.position, s.name",
-                &[&customer],
+            &just_customer,
+        );
+        let last_visit = async {
+            Ok::<Option<OffsetDateTime>, DbError>(
+                db.query_opt(
+                    "SELECT created_at FROM activity_log WHERE actor_user_id = $1 AND action = 'auth.sign_in' \
+                 ORDER BY id DESC OFFSET 1 LIMIT 1",
+                    &[&user],
+                )
+                .await?
+                .map(|r| r.get(0)),
             )
-            .await?;
+        };
+        let recent = async {
+            Ok::<Vec<OrderRow>, DbError>(
+                db.query(
+                    &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
+                    &[&customer],
+                )
+                .await?
+                .iter()
+                .map(OrderRow::from_row)
+                .collect(),
+            )
+        };
+        // Independent reads go out together: one round trip for the five of them.
+        let (counts, awaiting, stage_rows, last_visit, recent) =
+            futures_util::future::try_join5(counts, awaiting, stage_rows, last_visit, recent).await?;
         // The open-orders card is the sum of this: one pass over the open orders, not two.
         let open_orders = stage_rows.iter().map(|r| r.get::<_, i64>("n")).sum();
         let max = stage_rows.iter().map(|r| r.get::<_, i64>("n")).max().unwrap_or(0);
@@ -152,14 +180,6 @@ impl DashboardView {
                 StageCount { stage: r.get("stage"), count, bar: format::width_class(count, max) }
             })
             .collect();
-        let last_visit: Option<OffsetDateTime> = db
-            .query_opt(
-                "SELECT created_at FROM activity_log WHERE actor_user_id = $1 AND action = 'auth.sign_in' \
-                 ORDER BY id DESC OFFSET 1 LIMIT 1",
-                &[&user],
-            )
-            .await?
-            .map(|r| r.get(0));
         let changes = match last_visit {
             None => Vec::new(),
             Some(since) => db
@@ -180,15 +200,6 @@ impl DashboardView {
                 })
                 .collect(),
         };
-        let recent = db
-            .query(
-                &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
-                &[&customer],
-            )
-            .await?
-            .iter()
-            .map(OrderRow::from_row)
-            .collect();
         let currency: Option<String> = counts.get("currency");
         Ok(DashboardView {
             csrf: String::new(),
