@@ -6,6 +6,7 @@
 //! it. It runs on a thread of its own, so rendering and fan-out never compete
 //! with the request workers' event loops for the same thread.
 
+mod cursor;
 mod event;
 mod hub;
 mod listener;
