@@ -2,6 +2,8 @@
 //!
 //! It listens on `c_<customer>` for customers with at least one live session
 //! here, on `staff` while staff are connected, and on `portal_revoked` always.
+//! The database's relay (see relay.rs), not the writing transactions, sends the
+//! `c_<customer>` and `staff` notifications.
 //! A notification is only a wake-up: the listener then reads every event it has
 //! not seen from the outbox, from the oldest transaction that was still running
 //! when it last looked, so an event that commits late, or while the connection
