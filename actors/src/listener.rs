@@ -2,13 +2,15 @@
 //!
 //! It listens on `c_<customer>` for customers with at least one live session
 //! here, on `staff` while staff are connected, and on `portal_revoked` always.
+//! The database's relay (see relay.rs), not the writing transactions, sends the
+//! `c_<customer>` and `staff` notifications.
 //! A notification is only a wake-up: the listener then reads every event it has
 //! not seen from the outbox, from the oldest transaction that was still running
 //! when it last looked, so an event that commits late, or while the connection
 //! was down, is still read. On connection loss it reconnects with backoff,
 //! listens again and catches up the same way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +21,8 @@ use futures_util::stream;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
 
-use crate::event::Event;
+use crate::cursor::{self, Cursor};
+use crate::event::{EVENT_COLUMNS, Event};
 use crate::hub::{Batch, Hub, ListenerUp, Resync, Revoked, RoomKey};
 use crate::metrics::Metrics;
 
@@ -29,14 +32,21 @@ const MAX_BATCH: i64 = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const REVOKED_CHANNEL: &str = "portal_revoked";
 
-/// Events not seen yet, from transactions at or after the position `$1`;
-/// the position of this statement's snapshot comes first, once.
-const FETCH: &str = "WITH position AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS position) \
-     SELECT p.position, e.* FROM position p LEFT JOIN LATERAL ( \
-       SELECT id, xid, customer_id, topic, subject_id, data FROM events \
-       WHERE xid >= $1 AND NOT (id = ANY($2)) \
-         AND (customer_id = ANY($3) OR ($4 AND topic <> 'notifications')) \
-       ORDER BY id LIMIT $5) e ON true";
+/// Events the cursor has not read (`$1`, `$2`) of the wanted customers (`$3`) and,
+/// if staff are wanted (`$4`), staff's; the position of this statement's
+/// snapshot comes first, once.
+fn fetch_sql() -> String {
+    format!(
+        "WITH position AS (SELECT {position} AS position) \
+         SELECT p.position, e.* FROM position p LEFT JOIN LATERAL ( \
+           SELECT {EVENT_COLUMNS} FROM events \
+           WHERE {unseen} \
+             AND (customer_id = ANY($3) OR ($4 AND topic <> 'notifications')) \
+           ORDER BY id LIMIT $5) e ON true",
+        position = cursor::POSITION,
+        unseen = cursor::UNSEEN,
+    )
+}
 
 pub(crate) struct Listener {
     config: tokio_postgres::Config,
@@ -49,10 +59,8 @@ pub(crate) struct Listener {
     generation: u64,
     ready: bool,
     wanted: HashSet<RoomKey>,
-    /// Every event from a transaction older than this has been read.
-    position: Option<i64>,
-    /// Events read whose transaction is not older than `position`: they will be returned again.
-    seen: HashMap<i64, i64>,
+    cursor: Cursor,
+    fetch_sql: Rc<str>,
     fetching: bool,
     dirty: bool,
     backoff: Duration,
@@ -69,8 +77,8 @@ impl Listener {
             generation: 0,
             ready: false,
             wanted: HashSet::new(),
-            position: None,
-            seen: HashMap::new(),
+            cursor: Cursor::default(),
+            fetch_sql: fetch_sql().into(),
             fetching: false,
             dirty: false,
             backoff: Duration::from_millis(250),
@@ -119,10 +127,9 @@ impl Listener {
         for key in &self.wanted {
             sql.push_str(&format!(" LISTEN {};", Self::channel(key)));
         }
-        let known = self.position;
         async move {
             client.batch_execute(&sql).await?;
-            let row = client.query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", &[]).await?;
+            let row = client.query_one(&format!("SELECT {}", cursor::POSITION), &[]).await?;
             Ok::<i64, tokio_postgres::Error>(row.get(0))
         }
         .into_actor(self)
@@ -132,8 +139,7 @@ impl Listener {
             }
             match result {
                 Ok(now) => {
-                    let reconnected = known.is_some();
-                    act.position = Some(known.unwrap_or(now));
+                    let reconnected = act.cursor.start(now);
                     act.ready = true;
                     act.backoff = Duration::from_millis(250);
                     act.metrics.set_listener(true, None);
@@ -170,7 +176,9 @@ impl Listener {
     }
 
     fn fetch(&mut self, ctx: &mut Context<Self>) {
-        let (Some(client), Some(position), true) = (self.client.clone(), self.position, self.ready) else { return };
+        let (Some(client), Some(position), true) = (self.client.clone(), self.cursor.position(), self.ready) else {
+            return;
+        };
         if self.fetching {
             self.dirty = true;
             return;
@@ -178,11 +186,12 @@ impl Listener {
         self.fetching = true;
         self.dirty = false;
         let generation = self.generation;
-        let seen: Vec<i64> = self.seen.keys().copied().collect();
+        let seen = self.cursor.seen();
+        let sql = self.fetch_sql.clone();
         let customers: Vec<Uuid> = self.wanted.iter().flatten().copied().collect();
         let staff = self.wanted.contains(&None);
         async move {
-            let rows = client.query(FETCH, &[&position, &seen, &customers, &staff, &(MAX_BATCH + 1)]).await?;
+            let rows = client.query(&*sql, &[&position, &seen, &customers, &staff, &(MAX_BATCH + 1)]).await?;
             let now: i64 = rows.first().map_or(Ok(position), |r| r.try_get("position"))?;
             let mut events = Vec::with_capacity(rows.len());
             for row in &rows {
@@ -210,19 +219,14 @@ impl Listener {
     }
 
     fn deliver(&mut self, now: i64, events: Vec<Event>) {
-        let position = self.position.unwrap_or(now).max(now);
-        self.position = Some(position);
         if events.len() as i64 > MAX_BATCH {
             tracing::warn!(events = events.len(), "too many events to catch up one by one; re-rendering live pages");
-            self.seen.clear();
+            let position = self.cursor.skip_to(now);
             self.hub.do_send(Resync { position });
             return;
         }
         Metrics::add(&self.metrics.events_received, events.len() as u64);
-        for event in &events {
-            self.seen.insert(event.id, event.xid);
-        }
-        self.seen.retain(|_, xid| *xid >= position);
+        let position = self.cursor.advance(now, events.iter().map(|e| (e.id, e.xid)));
         if !events.is_empty() {
             self.hub.do_send(Batch { events: events.into_iter().map(Arc::new).collect(), position });
         }

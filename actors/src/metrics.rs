@@ -19,6 +19,14 @@ pub struct Metrics {
     pub listener_reconnects: AtomicU64,
     pub listener_channels: AtomicI64,
     listener_error: Mutex<Option<String>>,
+    /// This process holds the relay election (it sends the database's notifications).
+    pub relay_leader: AtomicBool,
+    /// The relay polls the outbox, rather than sleeping until a writer wakes it.
+    pub relay_awake: AtomicBool,
+    pub relay_takeovers: AtomicU64,
+    pub relay_wakeups: AtomicU64,
+    pub relay_polls: AtomicU64,
+    pub relay_notifications: AtomicU64,
 }
 
 impl Metrics {
@@ -37,6 +45,11 @@ impl Metrics {
     pub fn listener(&self) -> (bool, Option<String>) {
         let error = self.listener_error.lock().ok().and_then(|e| e.clone());
         (self.listener_connected.load(Ordering::Relaxed), error)
+    }
+
+    /// Whether this process is the relay (and, if so, whether it is awake).
+    pub fn relay(&self) -> (bool, bool) {
+        (self.relay_leader.load(Ordering::Relaxed), self.relay_awake.load(Ordering::Relaxed))
     }
 
     pub fn connected_sessions(&self) -> i64 {
@@ -99,6 +112,28 @@ impl Metrics {
             "Channels listened to.",
             self.listener_channels.load(Ordering::Relaxed).to_string(),
         );
+        let flag = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed)).to_string();
+        metric(
+            "relay_leader",
+            "gauge",
+            "1 when this process is the database's notification relay.",
+            flag(&self.relay_leader),
+        );
+        metric(
+            "relay_awake",
+            "gauge",
+            "1 while the relay polls the outbox; 0 while it sleeps until a writer wakes it, or is not the relay.",
+            flag(&self.relay_awake),
+        );
+        metric("relay_takeovers_total", "counter", "Times this process became the relay.", get(&self.relay_takeovers));
+        metric("relay_wakeups_total", "counter", "Times a writer woke the sleeping relay.", get(&self.relay_wakeups));
+        metric("relay_polls_total", "counter", "Reads of the outbox by the relay.", get(&self.relay_polls));
+        metric(
+            "relay_notifications_total",
+            "counter",
+            "Channel notifications the relay sent (one per channel per poll that found its events).",
+            get(&self.relay_notifications),
+        );
         out
     }
 }
@@ -112,5 +147,6 @@ mod tests {
         let text = m.prometheus();
         assert!(text.contains("# TYPE portal_live_pushes_total counter\nportal_live_pushes_total 3\n"));
         assert!(text.contains("portal_live_listener_connected 0\n"));
+        assert!(text.contains("# TYPE portal_live_relay_leader gauge\nportal_live_relay_leader 0\n"));
     }
 }

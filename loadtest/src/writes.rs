@@ -1,7 +1,10 @@
 //! `writes`: update throughput of a live table (orders) at 1, 4 and 16 concurrent writer
 //! connections, each UPDATE its own transaction, with the live layer on (the row triggers append
-//! an event and NOTIFY) and off (`SET session_replication_role = replica` on the writer
-//! connections, which keeps ordinary triggers from firing).
+//! an event; the portal's relay, awake while writes flow, reads the outbox and sends one NOTIFY per
+//! channel per read, so the writers themselves do not notify) and off (`SET
+//! session_replication_role = replica` on the writer connections, which keeps ordinary triggers
+//! from firing). A portal must be running on the database for "on" to mean that: without a relay
+//! the flag in `live_relay` decides whether each writer also notifies `portal_events`.
 //!
 //! Every UPDATE sets only `updated_at = now()` on one of the customer's orders, so titles and
 //! everything else stay as they were. Off also skips `orders_touch` (it is a trigger too), so the
@@ -52,7 +55,10 @@ pub async fn run(args: WritesArgs) -> Result<(), AnyError> {
     crate::report::print(&figures, args.json);
     if !args.json {
         println!();
-        println!("Live on: the row triggers append an event and pg_notify in each UPDATE's transaction. {OFF_MEANS}.");
+        println!(
+            "Live on: the row triggers append an event in each UPDATE's transaction; the portal's relay sends the \
+             notifications (one per channel per 1 ms poll), so the writers do not NOTIFY. {OFF_MEANS}."
+        );
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod mail;
 mod orders;
 mod pages;
 mod passkeys;
+mod relay;
 mod settings;
 mod sign_in;
 mod staff_documents;
