@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use futures_util::StreamExt;
 use futures_util::stream;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 use uuid::Uuid;
 
 use crate::cursor::{self, Cursor};
@@ -61,6 +61,8 @@ pub(crate) struct Listener {
     wanted: HashSet<RoomKey>,
     cursor: Cursor,
     fetch_sql: Rc<str>,
+    /// `fetch_sql` prepared on the current connection: parsed and planned once, not per wake-up.
+    fetch_statement: Option<Statement>,
     fetching: bool,
     dirty: bool,
     backoff: Duration,
@@ -79,6 +81,7 @@ impl Listener {
             wanted: HashSet::new(),
             cursor: Cursor::default(),
             fetch_sql: fetch_sql().into(),
+            fetch_statement: None,
             fetching: false,
             dirty: false,
             backoff: Duration::from_millis(250),
@@ -127,10 +130,12 @@ impl Listener {
         for key in &self.wanted {
             sql.push_str(&format!(" LISTEN {};", Self::channel(key)));
         }
+        let fetch_sql = self.fetch_sql.clone();
         async move {
             client.batch_execute(&sql).await?;
+            let statement = client.prepare(&fetch_sql).await?;
             let row = client.query_one(&format!("SELECT {}", cursor::POSITION), &[]).await?;
-            Ok::<i64, tokio_postgres::Error>(row.get(0))
+            Ok::<_, tokio_postgres::Error>((row.get::<_, i64>(0), statement))
         }
         .into_actor(self)
         .map(move |result, act, ctx| {
@@ -138,7 +143,8 @@ impl Listener {
                 return;
             }
             match result {
-                Ok(now) => {
+                Ok((now, statement)) => {
+                    act.fetch_statement = Some(statement);
                     let reconnected = act.cursor.start(now);
                     act.ready = true;
                     act.backoff = Duration::from_millis(250);
@@ -164,6 +170,7 @@ impl Listener {
     fn lost(&mut self, ctx: &mut Context<Self>, error: String) {
         self.generation += 1;
         self.client = None;
+        self.fetch_statement = None;
         self.ready = false;
         self.fetching = false;
         self.metrics.set_listener(false, Some(error.clone()));
@@ -176,7 +183,9 @@ impl Listener {
     }
 
     fn fetch(&mut self, ctx: &mut Context<Self>) {
-        let (Some(client), Some(position), true) = (self.client.clone(), self.cursor.position(), self.ready) else {
+        let (Some(client), Some(statement), Some(position), true) =
+            (self.client.clone(), self.fetch_statement.clone(), self.cursor.position(), self.ready)
+        else {
             return;
         };
         if self.fetching {
@@ -187,11 +196,10 @@ impl Listener {
         self.dirty = false;
         let generation = self.generation;
         let seen = self.cursor.seen();
-        let sql = self.fetch_sql.clone();
         let customers: Vec<Uuid> = self.wanted.iter().flatten().copied().collect();
         let staff = self.wanted.contains(&None);
         async move {
-            let rows = client.query(&*sql, &[&position, &seen, &customers, &staff, &(MAX_BATCH + 1)]).await?;
+            let rows = client.query(&statement, &[&position, &seen, &customers, &staff, &(MAX_BATCH + 1)]).await?;
             let now: i64 = rows.first().map_or(Ok(position), |r| r.try_get("position"))?;
             let mut events = Vec::with_capacity(rows.len());
             for row in &rows {
