@@ -133,6 +133,8 @@ pub async fn run(args: &SetupArgs) -> Result<(), AnyError> {
     let minted: i64 =
         tx.query_one(MINT, &[&users, &hashes, &csrf, &IDLE_SECONDS, &ABSOLUTE_SECONDS]).await.map_err(pg)?.get(0);
     eprintln!("mint sessions: {minted} in {:.1} s", step.elapsed().as_secs_f64());
+    // The open-orders-by-stage counts are kept by a trigger the bulk load bypassed.
+    tx.batch_execute("SELECT portal_order_counts_rebuild()").await.map_err(pg)?;
     tx.commit().await?;
     client
         .batch_execute(
