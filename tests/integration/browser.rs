@@ -39,7 +39,8 @@ async fn the_sign_in_form_is_usable_by_keyboard_alone() {
     let page = browser.new_page(&format!("{}/login", app.origin)).await;
 
     let focused = "document.activeElement && document.activeElement.id";
-    assert_eq!(page.eval::<String>(focused).await, "email", "the email field should have the focus");
+    // Autofocus is applied by a task after the page loads, so it is awaited, not read at once.
+    page.wait_until("document.activeElement && document.activeElement.id === 'email'").await;
     page.type_keys(ALICE).await;
     page.press_key("Tab").await;
     assert_eq!(page.eval::<String>(focused).await, "password", "Tab should move to the password");
@@ -210,8 +211,8 @@ async fn alice_invites_a_colleague_who_joins_from_the_emailed_link() {
 
     let link = app.mail().wait_for("dave2@acme.example", "").await.link();
     let invitee = browser.new_page(&format!("{}{link}", app.origin)).await;
-    let focused = "document.activeElement && document.activeElement.id";
-    assert_eq!(invitee.eval::<String>(focused).await, "name", "the form starts at the first field");
+    // The form starts at the first field (autofocus, applied by a task after the page loads).
+    invitee.wait_until("document.activeElement && document.activeElement.id === 'name'").await;
     invitee
         .find_element("#password")
         .await
