@@ -66,8 +66,7 @@ impl Application {
             upload_max_bytes: config.upload_max_bytes,
             download_grant_ttl: config.download_grant_ttl,
         });
-        // The JSON API (`/api/v1`, bearer tokens) sits next to the pages, behind the same middleware.
-        let server = HttpServer::new(move || crate::web::app(state.clone(), secure).configure(crate::api::routes))
+        let server = HttpServer::new(move || crate::routes::app(state.clone(), secure))
             .workers(config.workers)
             .shutdown_timeout(10)
             .listen(listener)?
@@ -134,7 +133,7 @@ async fn sweep(db: Db, blobs: crate::storage::BlobStore, events_retention: Durat
             Ok(n) => tracing::info!(removed = n, "stale sign-in and rate-limit counters removed"),
             Err(e) => tracing::warn!(error = %e, "throttle sweep failed"),
         }
-        match crate::auth::links::sweep(&db).await {
+        match crate::auth::tokens::sweep(&db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "spent account links removed"),
             Err(e) => tracing::warn!(error = %e, "account link sweep failed"),

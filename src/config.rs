@@ -184,7 +184,7 @@ impl Config {
         config.log_json = matches!(get("PORTAL_LOG_FORMAT").as_deref(), Some("json"));
         if let Some(url) = get("PORTAL_SMTP_URL") {
             // The URL holds the SMTP password: the error names the variable, never the value.
-            if !crate::mail::smtp_url_is_valid(&url) {
+            if !crate::address::smtp_url_is_valid(&url) {
                 return Err(ConfigError::Invalid {
                     name: "PORTAL_SMTP_URL",
                     reason: "expected smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://…".into(),
@@ -193,7 +193,7 @@ impl Config {
             config.smtp_url = Some(SecretString::from(url));
         }
         if let Some(from) = get("PORTAL_MAIL_FROM") {
-            if !crate::mail::mailbox_is_valid(&from) {
+            if !crate::address::mailbox_is_valid(&from) {
                 return Err(ConfigError::Invalid {
                     name: "PORTAL_MAIL_FROM",
                     reason: format!("{from:?} is not a mailbox like `Portal <portal@example.com>`"),
@@ -365,7 +365,7 @@ mod tests {
         let config = from(&[]).unwrap();
         assert!(config.smtp_url.is_none());
         assert_eq!(config.mail_from, "Portal <portal@localhost>");
-        assert!(crate::mail::mailbox_is_valid(&config.mail_from));
+        assert!(crate::address::mailbox_is_valid(&config.mail_from));
 
         let config = from(&[
             ("PORTAL_SMTP_URL", "smtp://user:p%40ss@mail.example.com:587?tls=required"),

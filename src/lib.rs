@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod address;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -14,12 +15,15 @@ pub mod db;
 pub mod demo;
 pub mod documents;
 pub mod format;
+pub mod health;
 pub mod invoices;
 pub mod live;
 pub mod mail;
 pub mod notifications;
 pub mod orders;
 pub mod reports;
+pub mod routes;
+pub mod signin;
 pub mod staff;
 pub mod storage;
 pub mod telemetry;

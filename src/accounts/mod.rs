@@ -6,9 +6,3 @@ pub mod invite;
 pub mod passkeys;
 pub mod settings;
 pub mod team;
-
-use actix_web::web;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(team::routes).configure(settings::routes).configure(passkeys::routes);
-}

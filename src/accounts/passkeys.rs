@@ -21,29 +21,18 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
-use crate::auth::passkeys::{self, Purpose, Started, go, refuse};
+use crate::auth::passkeys::{self, Purpose, Started};
 use crate::auth::redirect::safe_next;
-use crate::auth::{AuthError, forms::client_ip, session, throttle};
+use crate::auth::{AuthError, session, throttle};
 use crate::db::Scope;
+use crate::signin::passkey::{EXPIRED, NOT_ACCEPTED, go, passkeys_for, refuse};
+use crate::web::client_ip;
 use crate::web::{AccountScope, AppError, AppState, CsrfForm, CsrfJson, Flash, Section, Shell, redirect_with_flash};
 
 /// The settings page for passkeys (staff reach it from their account menu).
-pub const PAGE: &str = "/settings/passkeys";
+pub const PAGE: &str = crate::web::shell::PASSKEYS_PAGE;
 /// How long a confirmation lets sensitive changes through.
 pub const CONFIRM_WINDOW: Duration = Duration::from_secs(10 * 60);
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(PAGE, web::get().to(show))
-        .route("/settings/passkeys/register/start", web::post().to(register_start))
-        .route("/settings/passkeys/register/finish", web::post().to(register_finish))
-        .route("/settings/passkeys/password", web::post().to(set_password_sign_in))
-        .route("/settings/passkeys/{id}/rename", web::post().to(rename))
-        .route("/settings/passkeys/{id}/remove", web::post().to(remove))
-        .route("/settings/confirm", web::get().to(confirm_page))
-        .route("/settings/confirm", web::post().to(confirm_with_password))
-        .route("/settings/confirm/passkey/start", web::post().to(confirm_start))
-        .route("/settings/confirm/passkey/finish", web::post().to(confirm_finish));
-}
 
 fn window_seconds() -> i32 {
     i32::try_from(CONFIRM_WINDOW.as_secs()).unwrap_or(600)
@@ -122,7 +111,7 @@ async fn render_page(
     crate::web::html_with_status(status, page.render_once()?)
 }
 
-async fn show(state: web::Data<AppState>, cx: AccountScope) -> Result<HttpResponse, AppError> {
+pub async fn show(state: web::Data<AppState>, cx: AccountScope) -> Result<HttpResponse, AppError> {
     render_page(&state, cx, StatusCode::OK, None).await
 }
 
@@ -130,12 +119,12 @@ async fn show(state: web::Data<AppState>, cx: AccountScope) -> Result<HttpRespon
 pub struct Nothing {}
 
 /// Begins adding a passkey: the options for `navigator.credentials.create`.
-async fn register_start(
+pub async fn register_start(
     state: web::Data<AppState>,
     cx: AccountScope,
     CsrfJson(_): CsrfJson<Nothing>,
 ) -> Result<HttpResponse, AppError> {
-    let relying_party = passkeys::passkeys_for(&state)?;
+    let relying_party = passkeys_for(&state)?;
     // A new way into the account: a session that has not proven its user lately confirms first.
     if !recently_verified(&cx).await? {
         return Ok(go(&confirm_url(PAGE)));
@@ -178,13 +167,13 @@ fn check_name(name: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-async fn register_finish(
+pub async fn register_finish(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
     CsrfJson(form): CsrfJson<RegisterFinish>,
 ) -> Result<HttpResponse, AppError> {
-    let relying_party = passkeys::passkeys_for(&state)?;
+    let relying_party = passkeys_for(&state)?;
     let name = match check_name(&form.name) {
         Ok(name) => name,
         Err(why) => return Ok(refuse(StatusCode::UNPROCESSABLE_ENTITY, &why)),
@@ -199,7 +188,7 @@ async fn register_finish(
     else {
         // The take is committed, so the token is spent even though nothing was added.
         cx.db.commit().await?;
-        return Ok(refuse(StatusCode::GONE, passkeys::EXPIRED));
+        return Ok(refuse(StatusCode::GONE, EXPIRED));
     };
     let key = match relying_party.webauthn().finish_passkey_registration(&form.credential, &registration) {
         Ok(key) => key,
@@ -257,7 +246,7 @@ pub struct RenameForm {
     name: String,
 }
 
-async fn rename(
+pub async fn rename(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
@@ -310,7 +299,7 @@ fn ask_to_confirm(state: &AppState, back: &str, why: &str) -> HttpResponse {
     redirect_with_flash(state, &confirm_url(back), Flash::info(why))
 }
 
-async fn remove(
+pub async fn remove(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
@@ -346,7 +335,7 @@ pub struct PasswordSignInForm {
     enabled: String,
 }
 
-async fn set_password_sign_in(
+pub async fn set_password_sign_in(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
@@ -429,7 +418,7 @@ async fn render_confirm(
     crate::web::html_with_status(status, page.render_once()?)
 }
 
-async fn confirm_page(
+pub async fn confirm_page(
     state: web::Data<AppState>,
     cx: AccountScope,
     query: web::Query<NextQuery>,
@@ -454,7 +443,7 @@ fn confirmed(state: &AppState, next: &str) -> HttpResponse {
     redirect_with_flash(state, next, confirmed_flash())
 }
 
-async fn confirm_with_password(
+pub async fn confirm_with_password(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
@@ -489,12 +478,12 @@ async fn confirm_with_password(
     }
 }
 
-async fn confirm_start(
+pub async fn confirm_start(
     state: web::Data<AppState>,
     cx: AccountScope,
     CsrfJson(_): CsrfJson<Nothing>,
 ) -> Result<HttpResponse, AppError> {
-    let relying_party = passkeys::passkeys_for(&state)?;
+    let relying_party = passkeys_for(&state)?;
     let keys: Vec<Passkey> = mine(&cx.db).await?.into_iter().map(|(_, key)| key).collect();
     if keys.is_empty() {
         return Ok(refuse(StatusCode::CONFLICT, "You have no passkey yet. Confirm with your password."));
@@ -514,13 +503,13 @@ pub struct ConfirmFinish {
     next: Option<String>,
 }
 
-async fn confirm_finish(
+pub async fn confirm_finish(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: AccountScope,
     CsrfJson(form): CsrfJson<ConfirmFinish>,
 ) -> Result<HttpResponse, AppError> {
-    let relying_party = passkeys::passkeys_for(&state)?;
+    let relying_party = passkeys_for(&state)?;
     let ip = client_ip(&req);
     let Some(authentication) = passkeys::take_for_session::<PasskeyAuthentication>(
         &cx.db,
@@ -531,14 +520,14 @@ async fn confirm_finish(
     .await?
     else {
         cx.db.commit().await?;
-        return Ok(refuse(StatusCode::GONE, passkeys::EXPIRED));
+        return Ok(refuse(StatusCode::GONE, EXPIRED));
     };
     let keys = mine(&cx.db).await?;
     let used = keys.iter().find(|(_, key)| key.cred_id().as_slice() == form.credential.get_credential_id());
     // A key removed since the ceremony began no longer proves anything.
     if used.is_none() {
         cx.db.commit().await?;
-        return Ok(refuse(StatusCode::UNAUTHORIZED, passkeys::NOT_ACCEPTED));
+        return Ok(refuse(StatusCode::UNAUTHORIZED, NOT_ACCEPTED));
     }
     let result = match relying_party.webauthn().finish_passkey_authentication(&form.credential, &authentication) {
         Ok(result) => result,
@@ -548,7 +537,7 @@ async fn confirm_finish(
                 cx.db.execute("SELECT portal_passkey_clone_suspected($1, $2)", &[id, &ip]).await?;
             }
             cx.db.commit().await?;
-            return Ok(refuse(StatusCode::UNAUTHORIZED, passkeys::NOT_ACCEPTED));
+            return Ok(refuse(StatusCode::UNAUTHORIZED, NOT_ACCEPTED));
         }
     };
     if let Some((id, key)) = used {

@@ -19,23 +19,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::admin::check_email;
-use crate::auth::forms::client_ip;
 use crate::auth::session::{self, random_token};
 use crate::auth::strength::{self, Weak};
 use crate::auth::throttle::{self, Limit};
 use crate::auth::{AuthError, Viewer, password};
 use crate::db::Scope;
+use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/settings", web::get().to(show))
-        .route("/settings/password", web::post().to(change_password))
-        .route("/settings/email", web::post().to(request_email_change))
-        .route("/settings/email/{token}", web::get().to(confirm_email_page))
-        .route("/settings/email/{token}", web::post().to(confirm_email))
-        .route("/settings/sessions/end-others", web::post().to(end_other_sessions))
-        .route("/settings/sessions/{id}/end", web::post().to(end_session));
-}
 
 /// How long the link sent to a new address works.
 const EMAIL_CHANGE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -202,7 +192,7 @@ fn respond(status: StatusCode, page: impl TemplateSimple) -> Result<HttpResponse
         .body(page.render_once()?))
 }
 
-async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     let loaded = load(&cx.db, cx.customer.id, &cx.viewer).await?;
     cx.db.commit().await?;
     let page = page(&cx.viewer, &cx.customer.name, cx.flash, loaded, PasswordErrors::default(), EmailForm::default());
@@ -268,7 +258,7 @@ async fn check_password_change(
     Ok(errors)
 }
 
-async fn change_password(
+pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -296,7 +286,7 @@ pub struct EmailInput {
     current_password: String,
 }
 
-async fn request_email_change(
+pub async fn request_email_change(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -381,7 +371,7 @@ fn plausible(token: &str) -> bool {
     token.len() == 43
 }
 
-async fn confirm_email_page(cx: CustomerScope, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn confirm_email_page(cx: CustomerScope, token: web::Path<String>) -> Result<HttpResponse, AppError> {
     let token = token.into_inner();
     let new_email = if plausible(&token) {
         cx.db
@@ -398,7 +388,7 @@ async fn confirm_email_page(cx: CustomerScope, token: web::Path<String>) -> Resu
 #[derive(Deserialize)]
 pub struct NoFields {}
 
-async fn confirm_email(
+pub async fn confirm_email(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -443,7 +433,7 @@ async fn end_sessions(cx: &CustomerScope, ip: Option<IpAddr>, which: Option<Uuid
         .await?)
 }
 
-async fn end_session(
+pub async fn end_session(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -460,7 +450,7 @@ async fn end_session(
     Ok(redirect_with_flash(&state, "/settings", Flash::success("That session has been signed out.")))
 }
 
-async fn end_other_sessions(
+pub async fn end_other_sessions(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,

@@ -10,18 +10,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::invite::{self, InviteErrors, InviteFields, Outcome};
-use crate::auth::forms::client_ip;
 use crate::auth::{Role, throttle};
+use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/team", web::get().to(index))
-        .route("/team/invite", web::post().to(invite))
-        .route("/team/{id}/resend", web::post().to(resend))
-        .route("/team/{id}/withdraw", web::post().to(withdraw))
-        .route("/team/{id}/disable", web::post().to(disable))
-        .route("/team/{id}/enable", web::post().to(enable));
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -100,7 +91,7 @@ async fn render(
     Ok(response)
 }
 
-async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     render(cx, StatusCode::OK, InviteFields::default(), InviteErrors::default()).await
 }
 
@@ -108,7 +99,7 @@ fn require_admin(cx: &CustomerScope) -> Result<(), AppError> {
     if cx.viewer.role == Role::CustomerAdmin { Ok(()) } else { Err(AppError::Forbidden) }
 }
 
-async fn invite(
+pub async fn invite(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -159,7 +150,7 @@ fn member_id(path: &str) -> Result<Uuid, AppError> {
 }
 
 /// Sends a pending invitation again with a fresh link (the old one stops working).
-async fn resend(
+pub async fn resend(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -187,7 +178,7 @@ async fn resend(
     Ok(redirect_with_flash(&state, "/team", Flash::success(format!("A new invitation was sent to {}.", invitee.email))))
 }
 
-async fn withdraw(
+pub async fn withdraw(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -230,7 +221,7 @@ async fn set_disabled(
     Ok(redirect_with_flash(&state, "/team", Flash::success(text)))
 }
 
-async fn disable(
+pub async fn disable(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,
@@ -240,7 +231,7 @@ async fn disable(
     set_disabled(req, state, cx, path, true).await
 }
 
-async fn enable(
+pub async fn enable(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: CustomerScope,

@@ -7,10 +7,6 @@ use time::OffsetDateTime;
 
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/activity", web::get().to(index));
-}
-
 const PAGE_SIZE: i64 = 50;
 
 /// An action as a sentence. Unknown actions show as recorded rather than not at
@@ -91,7 +87,7 @@ struct IndexPage {
     pages: i64,
 }
 
-async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
     let total: i64 =
         cx.db.query_one("SELECT count(*) FROM activity_log WHERE customer_id = $1", &[&customer]).await?.get(0);

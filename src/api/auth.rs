@@ -12,11 +12,11 @@ use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::auth::forms::client_ip;
 use crate::auth::session::{random_token, token_hash};
 use crate::auth::throttle::{self, Limit};
 use crate::db::{Db, Scope};
 use crate::web::AppState;
+use crate::web::client_ip;
 
 pub const TOKEN_PREFIX: &str = "portal_";
 /// `portal_` + 43 characters.

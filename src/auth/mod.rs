@@ -1,18 +1,18 @@
-//! Who is asking: passwords, server-side sessions, safe redirects after sign-in,
-//! and the emailed links that create accounts and reset passwords.
+//! Who is asking: passwords, server-side sessions, passkey ceremonies, throttling
+//! and safe redirects after sign-in. No HTTP here: the pages that use it are
+//! `signin/` and `accounts/`, and `web/` stands on it.
 
-pub mod forms;
-pub mod links;
-pub mod pages;
 pub mod passkeys;
 pub mod password;
 pub mod redirect;
-pub mod self_service;
 pub mod session;
 pub mod strength;
 pub mod throttle;
+pub mod tokens;
 
 use uuid::Uuid;
+
+pub use crate::address::normalize_email;
 
 pub use session::{SignIn, Viewer};
 
@@ -34,6 +34,9 @@ pub enum AuthError {
     /// Too many attempts (sign-in locked, or a rate limit): 429 with `Retry-After`.
     #[error("too many attempts; retry in {} s", .0.retry_after_secs())]
     Throttled(throttle::Throttled),
+    /// A passkey ceremony's state could not be kept or made (webauthn-rs refused).
+    #[error("passkey ceremony: {0}")]
+    Ceremony(String),
 }
 
 /// What a user may do is decided by one of four roles.
@@ -86,11 +89,6 @@ pub struct CustomerRef {
     pub name: String,
 }
 
-/// Normalises an email address for lookup and storage: trimmed, lower-cased.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,10 +100,5 @@ mod tests {
         }
         assert_eq!(Role::parse("root"), None);
         assert!(Role::StaffAdmin.is_staff() && !Role::CustomerAdmin.is_staff());
-    }
-
-    #[test]
-    fn emails_are_normalised() {
-        assert_eq!(normalize_email("  Alice@ACME.example "), "alice@acme.example");
     }
 }

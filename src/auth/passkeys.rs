@@ -1,5 +1,6 @@
-//! Passkeys: the WebAuthn relying party, the ceremony store, and signing in
-//! with a passkey.
+//! Passkeys: the WebAuthn relying party, the ceremony store, and the check
+//! behind signing in with a passkey (the pages and endpoints are `signin::passkey`
+//! and `accounts::passkeys`).
 //!
 //! A ceremony has two requests: *start* sends the browser a challenge, *finish*
 //! checks what the authenticator signed. Between them the challenge state is a
@@ -14,24 +15,17 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PublicKeyCredential, RequestChallengeResponse, Url, Webauthn, WebauthnBuilder,
     WebauthnError,
 };
 
-use super::forms::client_ip;
-use super::redirect::safe_next;
 use super::session::{self, Lifetimes, SignIn, random_token, token_hash};
-use super::throttle::{self, Limit};
 use super::{AuthError, Role};
 use crate::db::{Db, Scope};
-use crate::web::extract::CsrfJson;
-use crate::web::{AppError, AppState};
 
 /// How long a browser has to finish a ceremony (the authenticator's own prompt included).
 pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -85,8 +79,8 @@ fn ttl_seconds() -> i32 {
     i32::try_from(CEREMONY_TTL.as_secs()).unwrap_or(300)
 }
 
-fn to_json<S: Serialize>(state: &S) -> Result<serde_json::Value, AppError> {
-    serde_json::to_value(state).map_err(|e| AppError::BadRequest(format!("ceremony state: {e}")))
+fn to_json<S: Serialize>(state: &S) -> Result<serde_json::Value, AuthError> {
+    serde_json::to_value(state).map_err(|e| AuthError::Ceremony(e.to_string()))
 }
 
 /// Stores the state of a ceremony the session began; returns the browser's token.
@@ -95,7 +89,7 @@ pub async fn put_for_session<S: Serialize>(
     purpose: Purpose,
     session: Uuid,
     state: &S,
-) -> Result<String, AppError> {
+) -> Result<String, AuthError> {
     let token = random_token();
     db.execute(
         "SELECT portal_ceremony_put($1, $2, $3, $4, $5)",
@@ -111,10 +105,25 @@ pub async fn take_for_session<S: DeserializeOwned>(
     purpose: Purpose,
     session: Uuid,
     token: &str,
-) -> Result<Option<S>, AppError> {
+) -> Result<Option<S>, AuthError> {
     let row =
         db.query_one("SELECT portal_ceremony_take($1, $2, $3)", &[&token, &purpose.as_str(), &Some(session)]).await?;
     Ok(row.get::<_, Option<serde_json::Value>>(0).and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// Starts a discoverable sign-in (no account named yet): its state waits in the
+/// database under a new token, which the browser returns with its answer.
+pub async fn start_sign_in(db: &Db, webauthn: &Webauthn) -> Result<Started<RequestChallengeResponse>, AuthError> {
+    let (options, ceremony): (RequestChallengeResponse, DiscoverableAuthentication) =
+        webauthn.start_discoverable_authentication().map_err(webauthn_failed)?;
+    let token = random_token();
+    let conn = db.unscoped().await?;
+    conn.execute(
+        "SELECT portal_ceremony_put($1, 'sign_in', NULL, $2, $3)",
+        &[&token, &to_json(&ceremony)?, &ttl_seconds()],
+    )
+    .await?;
+    Ok(Started { ceremony: token, options })
 }
 
 /// The JSON a browser needs to start a ceremony.
@@ -124,102 +133,22 @@ pub struct Started<T: Serialize> {
     pub options: T,
 }
 
-/// A refusal the page shows as it is (the browser's script puts it next to the button).
-pub fn refuse(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+/// What the browser answers a sign-in ceremony with.
+pub struct SignInAnswer {
+    pub ceremony: String,
+    pub credential: PublicKeyCredential,
+    pub remember: bool,
 }
-
-/// Where the page goes once a ceremony has finished.
-pub fn go(to: &str) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "redirect": to }))
-}
-
-pub const EXPIRED: &str = "That took too long, or the page was used twice. Try again.";
-pub const NOT_ACCEPTED: &str = "That passkey was not accepted. Try again, or use another way to sign in.";
 
 /// A stored passkey, as webauthn-rs keeps it.
 pub fn parse(credential: serde_json::Value) -> Option<Passkey> {
     serde_json::from_value(credential).ok()
 }
 
-pub fn passkeys_for(state: &AppState) -> Result<&Passkeys, AppError> {
-    state.passkeys.as_ref().ok_or(AppError::NotFound)
-}
-
-// Signing in ---------------------------------------------------------------------
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login/passkey/start", web::post().to(sign_in_start))
-        .route("/login/passkey/finish", web::post().to(sign_in_finish));
-}
-
-#[derive(Deserialize)]
-pub struct Nothing {}
-
-async fn sign_in_start(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    CsrfJson(_): CsrfJson<Nothing>,
-) -> Result<HttpResponse, AppError> {
-    let passkeys = passkeys_for(&state)?;
-    // Every visit to the sign-in page starts one (for autofill): generous, but bounded.
-    if let Err(throttled) =
-        throttle::spend(&state.db, Limit::PasskeyCeremonyIp, &throttle::ip_key(client_ip(&req))).await?
-    {
-        return Err(AppError::Throttled(throttled.retry_after));
-    }
-    let (options, ceremony): (RequestChallengeResponse, DiscoverableAuthentication) =
-        passkeys.webauthn.start_discoverable_authentication().map_err(webauthn_failed)?;
-    let token = random_token();
-    let conn = state.db.unscoped().await?;
-    conn.execute(
-        "SELECT portal_ceremony_put($1, 'sign_in', NULL, $2, $3)",
-        &[&token, &to_json(&ceremony)?, &ttl_seconds()],
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(Started { ceremony: token, options }))
-}
-
-#[derive(Deserialize)]
-pub struct SignInFinish {
-    ceremony: String,
-    credential: PublicKeyCredential,
-    #[serde(default)]
-    remember: bool,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-async fn sign_in_finish(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    CsrfJson(form): CsrfJson<SignInFinish>,
-) -> Result<HttpResponse, AppError> {
-    let passkeys = passkeys_for(&state)?;
-    let ip = client_ip(&req);
-    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let outcome = finish_sign_in(
-        &state.db,
-        passkeys.webauthn(),
-        &form,
-        SessionRequest { lifetimes: state.lifetimes, ip, user_agent },
-    )
-    .await?;
-    let signed_in = match outcome {
-        Ok(signed_in) => signed_in,
-        Err(refusal) => return Ok(refuse(refusal.status(), refusal.message())),
-    };
-    // As with a password: a session that came with the request ends here.
-    if let Some(old) = state.cookies.session_token(&req) {
-        session::sign_out(&state.db, &old, ip).await?;
-    }
-    let to = super::pages::home_for(signed_in.is_staff, form.next.as_deref().and_then(safe_next));
-    let max_age = signed_in.remember.then_some(state.lifetimes.remember);
-    let mut response = go(&to);
-    response
-        .add_cookie(&state.cookies.session(signed_in.token, max_age))
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
-    Ok(response)
+/// A webauthn-rs failure where none should happen (starting a ceremony).
+pub fn webauthn_failed(e: WebauthnError) -> AuthError {
+    tracing::error!(error = %e, "webauthn");
+    AuthError::Ceremony(format!("passkeys are unavailable: {e}"))
 }
 
 pub struct SessionRequest<'a> {
@@ -238,37 +167,23 @@ pub enum Refusal {
     Unusable,
 }
 
-impl Refusal {
-    fn status(&self) -> StatusCode {
-        match self {
-            Refusal::Expired => StatusCode::GONE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    fn message(&self) -> &'static str {
-        match self {
-            Refusal::Expired => EXPIRED,
-            _ => NOT_ACCEPTED,
-        }
-    }
-}
-
-async fn finish_sign_in(
+/// Checks a discoverable sign-in: the ceremony is taken (once), the key must be its
+/// owner's and its assertion valid; then the key's counter and a new session commit together.
+pub async fn finish_sign_in(
     db: &Db,
     webauthn: &Webauthn,
-    form: &SignInFinish,
+    answer: &SignInAnswer,
     request: SessionRequest<'_>,
-) -> Result<Result<SignIn, Refusal>, AppError> {
+) -> Result<Result<SignIn, Refusal>, AuthError> {
     let mut conn = db.unscoped().await?;
-    let row = conn.query_one("SELECT portal_ceremony_take($1, 'sign_in', NULL)", &[&form.ceremony]).await?;
+    let row = conn.query_one("SELECT portal_ceremony_take($1, 'sign_in', NULL)", &[&answer.ceremony]).await?;
     let Some(ceremony) = row
         .get::<_, Option<serde_json::Value>>(0)
         .and_then(|v| serde_json::from_value::<DiscoverableAuthentication>(v).ok())
     else {
         return Ok(Err(Refusal::Expired));
     };
-    let Ok((user_handle, credential_id)) = webauthn.identify_discoverable_authentication(&form.credential) else {
+    let Ok((user_handle, credential_id)) = webauthn.identify_discoverable_authentication(&answer.credential) else {
         return Ok(Err(Refusal::Unknown));
     };
     let Some(row) = conn
@@ -290,7 +205,7 @@ async fn finish_sign_in(
         tracing::error!(%passkey_id, "stored passkey does not parse");
         return Ok(Err(Refusal::Invalid));
     };
-    let result = match webauthn.finish_discoverable_authentication_v2(&form.credential, ceremony, &passkey) {
+    let result = match webauthn.finish_discoverable_authentication_v2(&answer.credential, ceremony, &passkey) {
         Ok(result) => result,
         Err(WebauthnError::CredentialPossibleCompromise) => {
             tracing::warn!(%passkey_id, %user_id, "passkey signature counter went backwards: possible clone");
@@ -307,12 +222,12 @@ async fn finish_sign_in(
     }
     let updated = after_use(&mut passkey, &result)?;
     let token = random_token();
-    let remember = form.remember;
+    let remember = answer.remember;
     let lifetimes = request.lifetimes;
     let (idle, absolute) =
         if remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
-    let tx = conn.transaction().await.map_err(AuthError::from)?;
-    tx.execute("SELECT portal_passkey_used($1, $2)", &[&passkey_id, &updated]).await.map_err(AuthError::from)?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT portal_passkey_used($1, $2)", &[&passkey_id, &updated]).await?;
     tx.query_one(
         "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8, 'passkey')",
         &[
@@ -326,9 +241,8 @@ async fn finish_sign_in(
             &request.user_agent,
         ],
     )
-    .await
-    .map_err(AuthError::from)?;
-    tx.commit().await.map_err(AuthError::from)?;
+    .await?;
+    tx.commit().await?;
     let is_staff = Role::parse(row.get("role")).is_some_and(Role::is_staff);
     Ok(Ok(SignIn { token, remember, is_staff }))
 }
@@ -337,17 +251,11 @@ async fn finish_sign_in(
 pub fn after_use(
     passkey: &mut Passkey,
     result: &webauthn_rs::prelude::AuthenticationResult,
-) -> Result<Option<serde_json::Value>, AppError> {
+) -> Result<Option<serde_json::Value>, AuthError> {
     match passkey.update_credential(result) {
         Some(true) => Ok(Some(to_json(passkey)?)),
         _ => Ok(None),
     }
-}
-
-/// A webauthn-rs failure where none should happen (starting a ceremony).
-pub fn webauthn_failed(e: WebauthnError) -> AppError {
-    tracing::error!(error = %e, "webauthn");
-    AppError::BadRequest(format!("passkeys are unavailable: {e}"))
 }
 
 /// Deletes ceremonies nobody finished; returns how many.

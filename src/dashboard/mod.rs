@@ -1,6 +1,6 @@
 //! The customer's home page: what is open, what needs them, what changed.
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use sailfish::TemplateSimple;
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
@@ -10,10 +10,6 @@ use crate::db::{DbError, Scope};
 use crate::format;
 use crate::orders::OrderRow;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(show));
-}
 
 /// An order reaching a stage (or getting a note), for "since your last visit".
 pub struct Change {
@@ -225,7 +221,7 @@ struct Dashboard {
     view: DashboardView,
 }
 
-async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     let mut view = DashboardView::load(&cx.db, cx.customer.id, cx.viewer.user_id).await?;
     view.csrf = cx.viewer.csrf_token.clone();
     let cursor = cx.db.live_cursor();

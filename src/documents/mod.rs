@@ -17,9 +17,9 @@ use time::Date;
 use uuid::Uuid;
 
 use crate::auth::Role;
-use crate::auth::forms::client_ip;
 use crate::db::Scope;
 use crate::orders::list::Cursor;
+use crate::web::client_ip;
 use crate::web::{
     AccountScope, AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, Uploader, html, html_with_status,
     redirect_with_flash,
@@ -27,17 +27,6 @@ use crate::web::{
 use form::{DocumentForm, TYPES};
 use list::{DocumentRow, Filters, Page};
 use view::DocumentView;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/documents", web::get().to(index))
-        .route("/documents", web::post().to(create))
-        .route("/documents/new", web::get().to(new_form))
-        .route("/documents/{id}", web::get().to(show))
-        .route("/documents/{id}/versions", web::post().to(add_version))
-        .route("/documents/{id}/download", web::post().to(download))
-        .route("/documents/{id}/links/{grant}/revoke", web::post().to(revoke_link))
-        .route("/downloads/{token}", web::get().to(fetch));
-}
 
 /// The live region of the library's first page, shared by every user of a customer.
 pub const LATEST_REGION: &str = "documents-latest";
@@ -178,7 +167,7 @@ impl TablePart {
     }
 }
 
-async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
     let doc_type = TYPES.into_iter().find(|t| query.doc_type.as_deref() == Some(*t));
     let q: String = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect();
@@ -287,11 +276,11 @@ pub async fn order_choices(db: &Scope, customer: Uuid) -> Result<Vec<(Uuid, Stri
 }
 
 #[derive(Deserialize)]
-struct NewQuery {
+pub struct NewQuery {
     order: Option<String>,
 }
 
-async fn new_form(
+pub async fn new_form(
     cx: CustomerScope,
     state: web::Data<AppState>,
     query: web::Query<NewQuery>,
@@ -311,7 +300,7 @@ async fn new_form(
     })
 }
 
-async fn create(
+pub async fn create(
     req: HttpRequest,
     uploader: Uploader,
     state: web::Data<AppState>,
@@ -429,7 +418,7 @@ async fn show_page(
     .render_once()?)
 }
 
-async fn show(
+pub async fn show(
     cx: CustomerScope,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -439,7 +428,7 @@ async fn show(
     html_with_status(actix_web::http::StatusCode::OK, body)
 }
 
-async fn add_version(
+pub async fn add_version(
     req: HttpRequest,
     uploader: Uploader,
     state: web::Data<AppState>,
@@ -510,7 +499,7 @@ pub struct DownloadForm {
     pub version: Option<i32>,
 }
 
-async fn download(
+pub async fn download(
     req: HttpRequest,
     cx: CustomerScope,
     state: web::Data<AppState>,
@@ -558,7 +547,7 @@ pub fn grant_redirect(token: &str) -> HttpResponse {
 }
 
 /// Redeems a grant: customers and staff alike, each in their own scope.
-async fn fetch(
+pub async fn fetch(
     req: HttpRequest,
     cx: AccountScope,
     state: web::Data<AppState>,
@@ -585,7 +574,7 @@ async fn fetch(
     Ok(response)
 }
 
-async fn revoke_link(
+pub async fn revoke_link(
     cx: CustomerScope,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

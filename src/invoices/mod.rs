@@ -10,10 +10,6 @@ use uuid::Uuid;
 use crate::format;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/invoices", web::get().to(index)).route("/invoices/{id}", web::get().to(show));
-}
-
 /// Where an invoice stands for the customer. Drafts have none: they are never shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {
@@ -113,7 +109,7 @@ struct IndexPage {
     overdue_count: i64,
 }
 
-async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let status = status_filter(query.status.as_deref());
     let customer = cx.customer.id;
     let rows = cx
@@ -172,7 +168,7 @@ struct ShowPage {
     lines: Vec<Line>,
 }
 
-async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
     let row = cx
         .db

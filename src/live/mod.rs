@@ -25,10 +25,6 @@ use regions::Region;
 
 pub use portal_actors::{ListenerConfig, Live};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/live", web::get().to(socket)).route("/metrics", web::get().to(metrics));
-}
-
 /// Starts this process's live layer on the application's database.
 pub fn start(db: &Db) -> std::io::Result<Live> {
     let (database, role) = db.listener_login();
@@ -36,7 +32,11 @@ pub fn start(db: &Db) -> std::io::Result<Live> {
 }
 
 /// Upgrades a signed-in page's request to its live socket.
-async fn socket(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn socket(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     // Browsers send cookies with a WebSocket handshake from any site and CORS does
     // not apply to it, so the origin check is what stops cross-site socket hijacking.
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -58,7 +58,7 @@ async fn socket(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
 }
 
 /// Prometheus text, for staff or for a scraper holding `PORTAL_METRICS_TOKEN`.
-async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let bearer =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let token_ok = match (&state.metrics_token, bearer) {

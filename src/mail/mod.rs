@@ -60,16 +60,6 @@ pub enum MailError {
     From(String),
 }
 
-/// Whether `url` is an SMTP URL lettre accepts (`smtp://`, `smtp://…?tls=required|opportunistic`, `smtps://`).
-pub fn smtp_url_is_valid(url: &str) -> bool {
-    AsyncSmtpTransport::<Tokio1Executor>::from_url(url).is_ok()
-}
-
-/// Whether `s` is one mailbox, e.g. `Portal <portal@example.com>` or `portal@example.com`.
-pub fn mailbox_is_valid(s: &str) -> bool {
-    !s.chars().any(char::is_control) && Mailbox::from_str(s).is_ok()
-}
-
 /// Queues an email in the scope's transaction: it is sent only if that transaction commits.
 /// Needs a staff scope (the customer role cannot write the outbox). `to_name` is reduced to
 /// one line; `to` must be a plain address (the table refuses anything else).
@@ -148,7 +138,7 @@ struct Sender {
 
 impl Mailer {
     pub fn new(db: &Db, settings: Settings) -> Result<Self, MailError> {
-        if !mailbox_is_valid(&settings.from) {
+        if !crate::address::mailbox_is_valid(&settings.from) {
             return Err(MailError::From(settings.from));
         }
         let from = Mailbox::from_str(&settings.from).map_err(|_| MailError::From(settings.from.clone()))?;
@@ -504,15 +494,6 @@ mod tests {
         assert_eq!(host_of("http://127.0.0.1:8080"), "127.0.0.1");
         assert_eq!(host_of("http://[::1]:8080"), "[::1]");
         assert_eq!(host_of(""), "localhost");
-    }
-
-    #[test]
-    fn checks_urls_and_mailboxes() {
-        assert!(smtp_url_is_valid("smtp://127.0.0.1:2525"));
-        assert!(smtp_url_is_valid("smtps://u:p@mail.example.com"));
-        assert!(!smtp_url_is_valid("mail.example.com"));
-        assert!(mailbox_is_valid("Portal <portal@localhost>"));
-        assert!(!mailbox_is_valid("Portal\r\nBcc: x@example.com <portal@localhost>"));
     }
 
     #[test]

@@ -1,14 +1,10 @@
 //! Notifications: what happened that the viewer should know about, newest first.
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use sailfish::TemplateSimple;
 use time::OffsetDateTime;
 
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notifications", web::get().to(index));
-}
 
 /// Older notifications stay in the database; the page shows the most recent ones.
 const SHOWN: i64 = 100;
@@ -36,7 +32,7 @@ struct IndexPage {
     now: OffsetDateTime,
 }
 
-async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     // Row-level security already limits this table to the viewer's own; the
     // filters repeat it so the (user_id, created_at) index serves the query.
     let rows = cx

@@ -15,12 +15,6 @@ use crate::db::{DbError, Scope};
 use crate::format;
 use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, html, redirect_with_flash};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::get().to(index))
-        .route("/orders/{id}", web::get().to(show))
-        .route("/orders/{id}/respond", web::post().to(respond));
-}
-
 /// One order as lists show it: shared by the orders page and the dashboard.
 pub struct OrderRow {
     pub id: Uuid,
@@ -165,7 +159,7 @@ fn status_filter(s: Option<&str>) -> &'static str {
     }
 }
 
-async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
     let asked_stage = query.stage.as_deref().and_then(|s| Uuid::try_parse(s.trim()).ok());
     let mut filters = list::Filters {
@@ -356,7 +350,7 @@ pub async fn find(db: &Scope, id: Uuid) -> Result<Option<Row>, DbError> {
     db.query_opt(&format!("{} WHERE o.id = $1", OrderRow::SELECT), &[&id]).await
 }
 
-async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
     let mut view = OrderView::load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
     view.answer.csrf = cx.viewer.csrf_token.clone();
@@ -379,7 +373,7 @@ pub struct AnswerInput {
 
 /// A customer approves a waiting stage or asks for changes: one database
 /// function checks the order is theirs and waiting, moves it, and logs it.
-async fn respond(
+pub async fn respond(
     state: web::Data<AppState>,
     req: HttpRequest,
     cx: CustomerScope,
@@ -396,7 +390,7 @@ async fn respond(
     let mut error = moves::too_long("message", &note, moves::CUSTOMER_NOTE_MAX);
     let mut outcome = String::new();
     if error.is_none() {
-        let ip = crate::auth::forms::client_ip(&req);
+        let ip = crate::web::client_ip(&req);
         outcome =
             cx.db.query_one("SELECT portal_order_respond($1, $2, $3, $4)", &[&id, &approve, &note, &ip]).await?.get(0);
         if outcome == "note_required" {

@@ -1,15 +1,11 @@
 //! Reports: what was invoiced and how many orders started, month by month.
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use sailfish::TemplateSimple;
 use time::Date;
 
 use crate::format;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/reports", web::get().to(index));
-}
 
 pub struct Bar {
     pub label: String,
@@ -47,7 +43,7 @@ struct IndexPage {
     charts: Vec<Chart>,
 }
 
-async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
     let months: Vec<Date> = cx
         .db

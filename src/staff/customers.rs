@@ -11,20 +11,9 @@ use uuid::Uuid;
 use super::{CustomerSummary, SUMMARY, summary};
 use crate::accounts::invite::{self, InviteErrors, InviteFields, Outcome};
 use crate::auth::Role;
-use crate::auth::forms::client_ip;
 use crate::orders::OrderRow;
+use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/staff/customers/new", web::get().to(new_form))
-        .route("/staff/customers", web::post().to(create))
-        .route("/staff/customers/{id}", web::get().to(show))
-        .route("/staff/customers/{id}/invite", web::post().to(invite))
-        .route("/staff/customers/{id}/domains", web::post().to(add_domain))
-        .route("/staff/customers/{id}/domains/remove", web::post().to(remove_domain))
-        .route("/staff/users/{id}/disable", web::post().to(disable))
-        .route("/staff/users/{id}/enable", web::post().to(enable));
-}
 
 pub struct Member {
     pub id: Uuid,
@@ -115,12 +104,12 @@ async fn render(cx: StaffScope, id: Uuid, status: StatusCode, refused: Refused) 
     Ok(response)
 }
 
-async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = customer_id(&path)?;
     render(cx, id, StatusCode::OK, Refused::default()).await
 }
 
-async fn invite(
+pub async fn invite(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -182,7 +171,7 @@ fn check_domain(domain: &str) -> Option<String> {
     valid.then_some(domain)
 }
 
-async fn add_domain(
+pub async fn add_domain(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -226,7 +215,7 @@ async fn add_domain(
     Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), flash))
 }
 
-async fn remove_domain(
+pub async fn remove_domain(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -280,7 +269,7 @@ async fn set_disabled(
     Ok(redirect_with_flash(&state, &format!("/staff/customers/{customer}"), Flash::success(text)))
 }
 
-async fn disable(
+pub async fn disable(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -290,7 +279,7 @@ async fn disable(
     set_disabled(req, state, cx, path, true).await
 }
 
-async fn enable(
+pub async fn enable(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,
@@ -350,7 +339,7 @@ fn valid_slug(slug: &str) -> bool {
         && !slug.starts_with('-')
 }
 
-async fn new_form(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn new_form(cx: StaffScope) -> Result<HttpResponse, AppError> {
     cx.db.commit().await?;
     html(NewCustomerPage {
         shell: Shell::page(&cx.viewer, "New customer", Section::StaffCustomers, cx.flash),
@@ -360,7 +349,7 @@ async fn new_form(cx: StaffScope) -> Result<HttpResponse, AppError> {
     })
 }
 
-async fn create(
+pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,

@@ -27,17 +27,6 @@ use crate::web::{
     html_with_status, redirect_with_flash,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // `new` before `{id}`, so the literal path is never taken for a document id.
-    cfg.route("/staff/documents", web::get().to(index))
-        .route("/staff/documents", web::post().to(create))
-        .route("/staff/documents/new", web::get().to(new_form))
-        .route("/staff/documents/{id}", web::get().to(show))
-        .route("/staff/documents/{id}/versions", web::post().to(add_version))
-        .route("/staff/documents/{id}/download", web::post().to(download))
-        .route("/staff/documents/{id}/links/{grant}/revoke", web::post().to(revoke_link));
-}
-
 const LIST_HREF: &str = "/staff/documents";
 const NO_CUSTOMER: &str = "Choose the customer this document is for.";
 const FOREIGN_ORDER: &str = "Choose an order of this customer, or none.";
@@ -144,7 +133,7 @@ struct IndexPage {
     older_href: Option<String>,
 }
 
-async fn index(cx: StaffScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: StaffScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customers = customer_choices(&cx.db).await?;
     let customer = parse_optional(query.customer.as_deref());
     let doc_type = TYPES.into_iter().find(|t| query.doc_type.as_deref() == Some(*t));
@@ -265,12 +254,12 @@ async fn form_page(
 }
 
 #[derive(Deserialize)]
-struct NewQuery {
+pub struct NewQuery {
     customer: Option<String>,
     order: Option<String>,
 }
 
-async fn new_form(
+pub async fn new_form(
     cx: StaffScope,
     state: web::Data<AppState>,
     query: web::Query<NewQuery>,
@@ -325,7 +314,7 @@ async fn order_of_customer(uploader: &Uploader, order: Uuid, customer: Uuid) -> 
     Ok(found)
 }
 
-async fn create(
+pub async fn create(
     req: HttpRequest,
     uploader: Uploader,
     state: web::Data<AppState>,
@@ -479,13 +468,17 @@ async fn show_page(
     .render_once()?)
 }
 
-async fn show(cx: StaffScope, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(
+    cx: StaffScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
     let body = show_page(cx.db, &cx.viewer, &state, id, cx.flash, None).await?;
     html_with_status(StatusCode::OK, body)
 }
 
-async fn add_version(
+pub async fn add_version(
     req: HttpRequest,
     uploader: Uploader,
     state: web::Data<AppState>,
@@ -518,7 +511,7 @@ async fn add_version(
         .await
 }
 
-async fn download(
+pub async fn download(
     req: HttpRequest,
     cx: StaffScope,
     state: web::Data<AppState>,
@@ -528,7 +521,7 @@ async fn download(
     crate::documents::grant_for(cx.db, &cx.viewer, &req, &state, parse_id(&path)?, form.0.version).await
 }
 
-async fn revoke_link(
+pub async fn revoke_link(
     cx: StaffScope,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

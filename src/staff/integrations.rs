@@ -16,19 +16,12 @@ use uuid::Uuid;
 
 use crate::api::auth::new_token;
 use crate::auth::Role;
-use crate::auth::forms::client_ip;
 use crate::db::Scope;
+use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
 
 pub const PAGE: &str = "/staff/integrations";
 const NAME_MAX: usize = 100;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(PAGE, web::get().to(show))
-        .route(PAGE, web::post().to(create))
-        .route("/staff/integrations/{user}/tokens", web::post().to(add_token))
-        .route("/staff/integrations/tokens/{id}/revoke", web::post().to(revoke));
-}
 
 pub struct TokenRow {
     pub id: Uuid,
@@ -128,7 +121,7 @@ fn once(status: StatusCode, page: IntegrationsPage) -> Result<HttpResponse, AppE
         .body(page.render_once()?))
 }
 
-async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
     let list = integrations(&cx.db).await?;
     let flash = cx.flash.clone();
     let page = page(&cx, flash, list);
@@ -146,7 +139,7 @@ pub struct CreateForm {
     name: String,
 }
 
-async fn create(
+pub async fn create(
     req: HttpRequest,
     cx: StaffScope,
     CsrfForm(form): CsrfForm<CreateForm>,
@@ -192,7 +185,7 @@ fn parse_id(path: web::Path<String>) -> Result<Uuid, AppError> {
     Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)
 }
 
-async fn add_token(
+pub async fn add_token(
     req: HttpRequest,
     cx: StaffScope,
     path: web::Path<String>,
@@ -221,7 +214,7 @@ async fn add_token(
     once(StatusCode::OK, shown)
 }
 
-async fn revoke(
+pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,

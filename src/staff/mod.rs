@@ -7,23 +7,12 @@ pub mod orders;
 pub mod security;
 pub mod workflows;
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use sailfish::TemplateSimple;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::web::{AppError, Section, Shell, StaffScope, html};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/staff", web::get().to(overview))
-        .route("/staff/customers", web::get().to(customers))
-        .configure(customers::routes)
-        .configure(orders::routes)
-        .configure(documents::routes)
-        .configure(workflows::routes)
-        .configure(security::routes)
-        .configure(integrations::routes);
-}
 
 pub struct CustomerSummary {
     pub id: Uuid,
@@ -130,7 +119,7 @@ struct Overview {
     activity: Vec<ActivityItem>,
 }
 
-async fn overview(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn overview(cx: StaffScope) -> Result<HttpResponse, AppError> {
     let customers = cx
         .db
         .query(&format!("{SUMMARY} WHERE c.active ORDER BY c.name LIMIT 50"), &[])
@@ -155,7 +144,7 @@ struct Customers {
     customers: Vec<CustomerSummary>,
 }
 
-async fn customers(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn customers(cx: StaffScope) -> Result<HttpResponse, AppError> {
     let customers = cx.db.query(&format!("{SUMMARY} ORDER BY c.name"), &[]).await?.iter().map(summary).collect();
     cx.db.commit().await?;
     html(Customers { shell: Shell::page(&cx.viewer, "Customers", Section::StaffCustomers, cx.flash), customers })

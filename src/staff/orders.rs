@@ -27,20 +27,6 @@ use crate::web::{
     redirect_with_flash,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // `bulk-move` before `{id}`, so the literal path is never taken for an order id.
-    cfg.route("/staff/orders", web::get().to(index))
-        .route("/staff/orders/bulk-move", web::post().to(bulk_move))
-        .route("/staff/customers/{id}/orders/new", web::get().to(new_form))
-        .route("/staff/customers/{id}/orders/new", web::post().to(create))
-        .route("/staff/orders/{id}", web::get().to(show))
-        .route("/staff/orders/{id}/stage", web::post().to(move_stage))
-        .route("/staff/orders/{id}/edit", web::get().to(edit_form))
-        .route("/staff/orders/{id}/edit", web::post().to(update))
-        .route("/staff/orders/{id}/cancel", web::post().to(cancel))
-        .route("/staff/orders/{id}/reopen", web::post().to(reopen));
-}
-
 /// A stage of the order's workflow, as the form offers it.
 pub struct Stage {
     pub id: Uuid,
@@ -190,7 +176,7 @@ fn page(viewer: &Viewer, flash: Option<Flash>, loaded: Loaded, form: MoveForm) -
     }
 }
 
-async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = parse_id(path)?;
     let loaded = load(&cx.db, id).await?.ok_or(AppError::NotFound)?;
     cx.db.commit().await?;
@@ -213,7 +199,7 @@ pub struct MoveInput {
     internal_note: String,
 }
 
-async fn move_stage(
+pub async fn move_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -722,7 +708,7 @@ async fn list_page(
     })
 }
 
-async fn index(cx: StaffScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: StaffScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let filters = Filters::parse(&query);
     let at = PageAt::parse(&query);
     let page = list_page(&cx.db, &cx.viewer, cx.flash, filters, at, BulkForm::default()).await?;
@@ -780,7 +766,7 @@ fn numbers(mut list: Vec<String>) -> String {
 
 pub const BULK_NO_STAGE: &str = "Choose the stage to move the ticked orders to.";
 
-async fn bulk_move(
+pub async fn bulk_move(
     state: web::Data<AppState>,
     cx: StaffScope,
     CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
@@ -1230,7 +1216,7 @@ async fn suggest_number(db: &Scope, customer: Uuid) -> Result<String, DbError> {
     Ok(if suggestion.chars().count() <= NUMBER_MAX { suggestion } else { String::new() })
 }
 
-async fn new_form(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn new_form(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let customer = parse_id(path)?;
     let mode = new_mode(&cx.db, customer).await?.ok_or(AppError::NotFound)?;
     // The workflow of the customer's latest order is the likeliest.
@@ -1278,7 +1264,7 @@ async fn check_unique(
     Ok(())
 }
 
-async fn create(
+pub async fn create(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -1400,7 +1386,7 @@ async fn edited(db: &Scope, id: Uuid, lock: bool) -> Result<Option<EditedOrder>,
     }))
 }
 
-async fn edit_form(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn edit_form(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = parse_id(path)?;
     let order = edited(&cx.db, id, false).await?.ok_or(AppError::NotFound)?;
     cx.db.commit().await?;
@@ -1408,7 +1394,7 @@ async fn edit_form(cx: StaffScope, path: web::Path<String>) -> Result<HttpRespon
     html(form_page(&cx.viewer, cx.flash, FormMode::Edit { order }, fields, OrderErrors::default()))
 }
 
-async fn update(
+pub async fn update(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -1471,7 +1457,7 @@ enum StatusChange {
     Reopen,
 }
 
-async fn cancel(
+pub async fn cancel(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -1480,7 +1466,7 @@ async fn cancel(
     change_status(state, cx, path, StatusChange::Cancel).await
 }
 
-async fn reopen(
+pub async fn reopen(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,

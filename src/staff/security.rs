@@ -10,12 +10,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::Role;
-use crate::auth::forms::client_ip;
+use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/staff/security", web::get().to(show)).route("/staff/security", web::post().to(update));
-}
 
 pub struct StaffMember {
     pub id: Uuid,
@@ -36,7 +32,7 @@ struct SecurityPage {
     staff: Vec<StaffMember>,
 }
 
-async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
     let required: bool = cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get(0);
     // Staff read only their own passkeys; how many each colleague has comes from a counting function.
     let rows = cx
@@ -75,7 +71,7 @@ pub struct RequireForm {
     required: String,
 }
 
-async fn update(
+pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     cx: StaffScope,

@@ -22,17 +22,6 @@ use crate::web::{
     AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html_with_status, redirect_with_flash,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/staff/workflows", web::get().to(index))
-        .route("/staff/workflows", web::post().to(create))
-        .route("/staff/workflows/{id}", web::get().to(show))
-        .route("/staff/workflows/{id}/rename", web::post().to(rename))
-        .route("/staff/workflows/{id}/stages", web::post().to(add_stage))
-        .route("/staff/workflows/{id}/stages/{stage}", web::post().to(change_stage))
-        .route("/staff/workflows/{id}/stages/{stage}/move", web::post().to(move_stage))
-        .route("/staff/workflows/{id}/stages/{stage}/remove", web::post().to(remove_stage));
-}
-
 /// The longest workflow or stage name (the schema's check).
 pub const NAME_MAX: usize = 100;
 /// The most stages a workflow has: a stepper beyond this helps nobody.
@@ -241,7 +230,7 @@ async fn render_index(
     html_with_status(status, page.render_once()?)
 }
 
-async fn index(cx: StaffScope) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: StaffScope) -> Result<HttpResponse, AppError> {
     render_index(cx.db, &cx.viewer, cx.flash, StatusCode::OK, CreateForm::default()).await
 }
 
@@ -276,7 +265,7 @@ fn taken_message(name: &str) -> String {
     format!("There is already a workflow called “{name}”. Choose another name.")
 }
 
-async fn create(
+pub async fn create(
     state: web::Data<AppState>,
     cx: StaffScope,
     CsrfForm(input): CsrfForm<CreateInput>,
@@ -427,7 +416,7 @@ async fn render(
     html_with_status(status, page.render_once()?)
 }
 
-async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = parse_uuid(&path)?;
     render(cx.db, &cx.viewer, cx.flash, id, StatusCode::OK, Refused::default()).await
 }
@@ -474,7 +463,7 @@ pub struct RenameInput {
     name: String,
 }
 
-async fn rename(
+pub async fn rename(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -551,7 +540,7 @@ async fn check_stage(
     Ok((form, name))
 }
 
-async fn add_stage(
+pub async fn add_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<String>,
@@ -587,7 +576,7 @@ async fn add_stage(
     Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::success(message)))
 }
 
-async fn change_stage(
+pub async fn change_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<(String, String)>,
@@ -638,7 +627,7 @@ pub struct MoveInput {
     direction: String,
 }
 
-async fn move_stage(
+pub async fn move_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<(String, String)>,
@@ -694,7 +683,7 @@ async fn move_stage(
 #[derive(Deserialize)]
 pub struct NoFields {}
 
-async fn remove_stage(
+pub async fn remove_stage(
     state: web::Data<AppState>,
     cx: StaffScope,
     path: web::Path<(String, String)>,

@@ -10,10 +10,6 @@ use uuid::Uuid;
 use crate::orders::OrderFilter;
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/tickets", web::get().to(index)).route("/tickets/{id}", web::get().to(show));
-}
-
 pub fn status_badge(status: &str) -> (&'static str, &'static str) {
     match status {
         "open" => ("badge badge-warning", "Open"),
@@ -74,7 +70,7 @@ struct IndexPage {
     order: OrderFilter,
 }
 
-async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
     let order = OrderFilter::resolve(&cx.db, customer, query.order.as_deref()).await?;
     let tickets = if matches!(order, OrderFilter::Unknown) {
@@ -138,7 +134,7 @@ struct ShowPage {
     messages: Vec<Message>,
 }
 
-async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
     let row =
         cx.db.query_opt(&format!("{} WHERE t.id = $1", TicketRow::SELECT), &[&id]).await?.ok_or(AppError::NotFound)?;

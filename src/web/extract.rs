@@ -112,7 +112,7 @@ impl FromRequest for StaffScope {
             }
             // Staff must sign in with passkeys and this one has none yet: adding one comes first.
             if viewer.needs_passkey {
-                return Err(AppError::Redirect(crate::accounts::passkeys::PAGE.into()));
+                return Err(AppError::Redirect(super::shell::PASSKEYS_PAGE.into()));
             }
             let state = state(&req)?;
             let db = state.db.staff_scope(Some(viewer.user_id)).await?;
@@ -168,7 +168,7 @@ impl FromRequest for Uploader {
         Box::pin(async move {
             let viewer = require_viewer(&req).await?;
             if viewer.is_staff() && viewer.needs_passkey {
-                return Err(AppError::Redirect(crate::accounts::passkeys::PAGE.into()));
+                return Err(AppError::Redirect(super::shell::PASSKEYS_PAGE.into()));
             }
             Ok(Uploader { viewer, state: state(&req)? })
         })

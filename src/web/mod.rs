@@ -1,4 +1,6 @@
-//! HTTP: routing, middleware, extractors and the mapping of errors to responses.
+//! What every area stands on: extractors (who is asking, the scope they may use,
+//! CSRF), the one error type and its pages, the shell, cookies, security headers
+//! and static assets. It imports no area; `routes.rs` puts the areas on the map.
 
 pub mod assets;
 pub mod cookies;
@@ -7,9 +9,8 @@ pub mod extract;
 pub mod security;
 pub mod shell;
 
+use actix_web::HttpResponse;
 use actix_web::http::header;
-use actix_web::middleware::{self, ErrorHandlers, from_fn};
-use actix_web::{HttpResponse, web};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use sailfish::TemplateSimple;
 
@@ -26,7 +27,7 @@ pub struct AppState {
     pub origin: String,
     pub cookies: cookies::CookiePolicy,
     pub lifetimes: Lifetimes,
-    pub live: crate::live::Live,
+    pub live: portal_actors::Live,
     pub metrics_token: Option<secrecy::SecretString>,
     /// The WebAuthn relying party; `None` when the origin is an IP address (browsers refuse those).
     pub passkeys: Option<crate::auth::passkeys::Passkeys>,
@@ -36,81 +37,6 @@ pub struct AppState {
     pub upload_max_bytes: u64,
     /// How long a download link works, once (`PORTAL_DOWNLOAD_LINK_MINUTES`).
     pub download_grant_ttl: std::time::Duration,
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::live))
-        .route("/readyz", web::get().to(health::ready))
-        .route("/static/{file}", web::get().to(assets::serve))
-        .configure(crate::auth::pages::routes)
-        .configure(crate::auth::passkeys::routes)
-        .configure(crate::auth::links::routes)
-        .configure(crate::auth::self_service::routes)
-        .configure(crate::dashboard::routes)
-        .configure(crate::orders::routes)
-        .configure(crate::invoices::routes)
-        .configure(crate::documents::routes)
-        .configure(crate::tickets::routes)
-        .configure(crate::notifications::routes)
-        .configure(crate::reports::routes)
-        .configure(crate::activity::routes)
-        .configure(crate::accounts::routes)
-        .configure(crate::staff::routes)
-        .configure(crate::live::routes);
-}
-
-/// Builds the actix `App` with every middleware, in the order they must run.
-pub fn app(
-    state: web::Data<AppState>,
-    secure: bool,
-) -> actix_web::App<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    let headers = security::headers(secure, &state.origin);
-    actix_web::App::new()
-        .app_data(state)
-        .app_data(web::FormConfig::default().limit(64 * 1024))
-        .app_data(web::PayloadConfig::new(64 * 1024))
-        .configure(configure)
-        .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
-        .wrap(from_fn(security::consume_flash))
-        .wrap(from_fn(request_id_header))
-        .wrap(from_fn(security::same_origin))
-        .wrap(ErrorHandlers::new().default_handler(error::error_pages))
-        .wrap(headers)
-        .wrap(middleware::Compress::default())
-        .wrap(tracing_actix_web::TracingLogger::default())
-}
-
-/// Echoes the request id that every log line of this request carries, so a
-/// user or an operator can find them from any response. Also tells the
-/// request logger that a redirect (to sign in, or to the staff side) is not a
-/// failure, though extractors express it as an `AppError`.
-async fn request_id_header(
-    req: actix_web::dev::ServiceRequest,
-    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
-    let res = next.call(req).await?;
-    let mut res = if res.status().is_redirection() && res.response().error().is_some() {
-        let (req, response) = res.into_parts();
-        let mut plain = HttpResponse::new(response.status());
-        *plain.headers_mut() = response.headers().clone();
-        actix_web::dev::ServiceResponse::new(req, plain.set_body(response.into_body()))
-    } else {
-        res
-    };
-    if let Some(value) = id.and_then(|id| header::HeaderValue::from_str(&id).ok()) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
-    }
-    Ok(res)
 }
 
 /// Declares a partial: a template rendering one live region from a page's view,
@@ -141,38 +67,11 @@ pub fn redirect_with_flash(state: &AppState, to: &str, flash: Flash) -> HttpResp
     HttpResponse::SeeOther().insert_header((header::LOCATION, to)).cookie(state.cookies.flash(&flash)).finish()
 }
 
-pub fn encode_query_value(value: &str) -> String {
-    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+/// Where the request came from, for the activity log and rate limits.
+pub fn client_ip(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
 }
 
-mod health {
-    use actix_web::{HttpResponse, web};
-
-    use super::AppState;
-
-    /// The process is up.
-    pub async fn live() -> HttpResponse {
-        HttpResponse::Ok().content_type("text/plain").body("ok")
-    }
-
-    /// The process can serve: its database answers.
-    pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-        let database = match state.db.unscoped().await {
-            Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        };
-        let pool = state.db.state();
-        // Pages work without the live layer, so a lost listener degrades readiness but does not fail it.
-        let (listening, error) = state.live.metrics().listener();
-        let body = serde_json::json!({
-            "database": if database { "ok" } else { "unreachable" },
-            "pool": { "connections": pool.connections, "idle": pool.idle_connections },
-            "live": {
-                "listener": if listening { "connected" } else { "reconnecting" },
-                "error": error,
-                "sessions": state.live.metrics().connected_sessions(),
-            },
-        });
-        if database { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
-    }
+pub fn encode_query_value(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
 }

@@ -1,8 +1,11 @@
 //! What every page shares: title, navigation, the account menu and flash messages.
 
+use super::assets;
 use crate::auth::Viewer;
 
-use super::assets;
+/// Where a user manages their passkeys: staff who must add one are sent there
+/// before any other page, and the staff menu's settings link goes there.
+pub const PASSKEYS_PAGE: &str = "/settings/passkeys";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashKind {
@@ -150,7 +153,7 @@ impl Shell {
                 role_label: viewer.role.label(),
                 initials: viewer.initials(),
                 csrf_token: viewer.csrf_token.clone(),
-                settings_href: Some(if staff { crate::accounts::passkeys::PAGE } else { "/settings" }),
+                settings_href: Some(if staff { PASSKEYS_PAGE } else { "/settings" }),
             }),
             flash,
             css: assets::url("app.css"),

@@ -444,7 +444,7 @@ async fn spent_links_are_swept_after_a_day() {
     )
     .await
     .unwrap();
-    assert_eq!(portal::auth::links::sweep(&app.db().await).await.unwrap(), 1);
+    assert_eq!(portal::auth::tokens::sweep(&app.db().await).await.unwrap(), 1);
     let left: Vec<String> =
         sql.query("SELECT email FROM account_tokens", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(left, ["bob@globex.example"], "a live link stays");

@@ -9,35 +9,14 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::forms::{self, ChoosePassword, PasswordErrors, PasswordForm};
-use super::{password, session};
+use crate::auth::{AuthError, password, session};
 use crate::web::{AppError, AppState, CsrfForm, Flash, Shell, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    for kind in [&INVITATION, &REGISTRATION, &RESET] {
-        let prefix = kind.prefix;
-        cfg.route(
-            &format!("{prefix}/{{token}}"),
-            web::get().to(move |req: HttpRequest, state: web::Data<AppState>, token: web::Path<String>| {
-                show(kind, req, state, token)
-            }),
-        )
-        .route(
-            &format!("{prefix}/{{token}}"),
-            web::post().to(
-                move |req: HttpRequest,
-                      state: web::Data<AppState>,
-                      token: web::Path<String>,
-                      form: CsrfForm<PasswordForm>| submit(kind, req, state, token, form),
-            ),
-        );
-    }
-}
 
 /// One kind of emailed link.
 pub struct Kind {
     /// `account_tokens.purpose`.
     purpose: &'static str,
-    prefix: &'static str,
+    pub prefix: &'static str,
     heading: &'static str,
     submit: &'static str,
     /// The name is asked for (and may be corrected) when the account is new.
@@ -133,7 +112,7 @@ fn page(
     }
 }
 
-async fn show(
+pub async fn show(
     kind: &'static Kind,
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -147,7 +126,7 @@ async fn show(
     forms::respond(StatusCode::OK, csrf, page)
 }
 
-async fn submit(
+pub async fn submit(
     kind: &'static Kind,
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -167,9 +146,9 @@ async fn submit(
         let page = page(kind, &holder, &token, csrf.token.clone(), form.name.clone(), errors);
         return forms::respond(StatusCode::UNPROCESSABLE_ENTITY, csrf, page);
     }
-    let hash = password::hash(SecretString::from(form.password.clone())).await.map_err(super::AuthError::from)?;
+    let hash = password::hash(SecretString::from(form.password.clone())).await.map_err(AuthError::from)?;
     let name = form.name.as_deref().unwrap_or("").trim().to_owned();
-    let ip = forms::client_ip(&req);
+    let ip = crate::web::client_ip(&req);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
 
     let mut conn = state.db.unscoped().await?;
@@ -212,11 +191,4 @@ async fn submit(
         .add_cookie(&state.cookies.session(signed_in.token, None))
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     Ok(response)
-}
-
-/// Deletes links used or expired more than a day ago; returns how many. They
-/// are refused as soon as they expire regardless; this only keeps the table small.
-pub async fn sweep(db: &crate::db::Db) -> Result<i32, super::AuthError> {
-    let conn = db.unscoped().await?;
-    Ok(conn.query_one("SELECT portal_account_tokens_sweep()", &[]).await?.get(0))
 }

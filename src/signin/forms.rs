@@ -8,8 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
 
-use super::session;
-use super::strength;
+use crate::auth::{session, strength};
 use crate::web::extract::current_viewer;
 use crate::web::{AppError, AppState, Shell};
 
@@ -138,9 +137,4 @@ pub struct Sent {
     pub heading: &'static str,
     pub message: String,
     pub hint: &'static str,
-}
-
-/// Where the request came from, for the activity log and rate limits.
-pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
 }

@@ -11,18 +11,11 @@ use sailfish::TemplateSimple;
 use serde::Deserialize;
 
 use super::forms::{self, Sent};
-use super::normalize_email;
-use super::session::random_token;
-use super::throttle::{self, Limit};
-use crate::accounts::admin::check_email;
+use crate::address::check_email;
+use crate::auth::normalize_email;
+use crate::auth::session::random_token;
+use crate::auth::throttle::{self, Limit};
 use crate::web::{AppError, AppState, CsrfForm, Shell};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/password/forgot", web::get().to(forgot_form))
-        .route("/password/forgot", web::post().to(forgot))
-        .route("/register", web::get().to(register_form))
-        .route("/register", web::post().to(register));
-}
 
 /// Reset links work for 30 minutes; confirmation links for a day.
 const RESET_TTL: Duration = Duration::from_secs(30 * 60);
@@ -117,11 +110,11 @@ fn too_many(wait: Duration) -> String {
     )
 }
 
-async fn forgot_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn forgot_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     render(&state, &req, StatusCode::OK, forgot_page(String::new(), None), None).await
 }
 
-async fn forgot(
+pub async fn forgot(
     req: HttpRequest,
     state: web::Data<AppState>,
     CsrfForm(form): CsrfForm<EmailFields>,
@@ -131,7 +124,7 @@ async fn forgot(
         let page = forgot_page(typed, Some("Enter an email address such as name@company.com.".into()));
         return render(&state, &req, StatusCode::UNPROCESSABLE_ENTITY, page, None).await;
     };
-    let ip = forms::client_ip(&req);
+    let ip = crate::web::client_ip(&req);
     let ip_key = throttle::ip_key(ip);
     if let Some(wait) =
         spend_all(&state, &[(Limit::PasswordResetIp, &ip_key), (Limit::PasswordResetEmail, &email)]).await?
@@ -151,11 +144,11 @@ async fn forgot(
     )
 }
 
-async fn register_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn register_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     render(&state, &req, StatusCode::OK, register_page(String::new(), String::new(), None), None).await
 }
 
-async fn register(
+pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
     CsrfForm(form): CsrfForm<EmailFields>,
@@ -174,7 +167,7 @@ async fn register(
         return render(&state, &req, StatusCode::UNPROCESSABLE_ENTITY, page, None).await;
     }
     let email = normalize_email(&typed);
-    let ip = forms::client_ip(&req);
+    let ip = crate::web::client_ip(&req);
     let ip_key = throttle::ip_key(ip);
     if let Some(wait) =
         spend_all(&state, &[(Limit::RegistrationIp, &ip_key), (Limit::RegistrationAddress, &email)]).await?

@@ -6,18 +6,11 @@ use sailfish::TemplateSimple;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::AuthError;
-use super::redirect::safe_next;
-use super::session::{self, Attempt};
-use super::throttle;
+use crate::auth::redirect::safe_next;
+use crate::auth::session::{self, Attempt};
+use crate::auth::{AuthError, throttle};
 use crate::web::extract::current_viewer;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Shell, redirect_with_flash};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(show))
-        .route("/login", web::post().to(submit))
-        .route("/logout", web::post().to(sign_out));
-}
 
 #[derive(TemplateSimple)]
 #[template(path = "auth/login.stpl")]
@@ -68,7 +61,7 @@ fn render(
     Ok(response.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8")).body(page.render_once()?))
 }
 
-async fn show(
+pub async fn show(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<LoginQuery>,
@@ -101,7 +94,7 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-async fn submit(
+pub async fn submit(
     req: HttpRequest,
     state: web::Data<AppState>,
     CsrfForm(form): CsrfForm<LoginForm>,
@@ -161,7 +154,7 @@ async fn submit(
 #[derive(Deserialize)]
 pub struct Empty {}
 
-async fn sign_out(
+pub async fn sign_out(
     req: HttpRequest,
     state: web::Data<AppState>,
     CsrfForm(_): CsrfForm<Empty>,
