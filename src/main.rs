@@ -4,8 +4,8 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portal::db::cluster::{Cluster, ClusterOptions};
 use portal::{Application, Config, db};
+use portal_pgcluster::{Cluster, ClusterOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]

@@ -1,7 +1,8 @@
-//! PostgreSQL: the connection pool, migrations, the `Scope` handle through
-//! which request code reaches data, and the private cluster for local runs.
+//! PostgreSQL: the connection pool, migrations and the `Scope` handle through
+//! which request code reaches data. The private cluster for local runs and tests
+//! is not here: it is the crate `portal-pgcluster` (`pgcluster/`), which only the
+//! binary (`src/main.rs`, when `DATABASE_URL` is unset) and the test harness use.
 
-pub mod cluster;
 mod conn;
 mod scope;
 

@@ -1,10 +1,10 @@
 //! Email: the outbox worker, its transports (SMTP with lettre, or `.eml` files) and the templates.
 //!
 //! Code never sends email itself. It inserts a row into `outbox` in the same
-//! transaction as the change that causes the email (mostly inside the SECURITY
-//! DEFINER account functions of the schema; from Rust with [`enqueue`]), so the
-//! email exists if and only if the change committed. This worker then sends
-//! each row, at least once and, as far as SMTP allows, exactly once:
+//! transaction as the change that causes the email (inside the SECURITY DEFINER
+//! account functions of the schema; no Rust code writes the outbox), so the email
+//! exists if and only if the change committed. This worker then sends each row,
+//! at least once and, as far as SMTP allows, exactly once:
 //!
 //! - A row is sent inside its own transaction that holds it `FOR UPDATE SKIP LOCKED`
 //!   from before the SMTP conversation until the row is marked sent. Other workers
@@ -58,25 +58,6 @@ pub enum MailError {
     SmtpUrl,
     #[error("the sender {0:?} is not a mailbox like `Portal <portal@example.com>`")]
     From(String),
-}
-
-/// Queues an email in the scope's transaction: it is sent only if that transaction commits.
-/// Needs a staff scope (the customer role cannot write the outbox). `to_name` is reduced to
-/// one line; `to` must be a plain address (the table refuses anything else).
-pub async fn enqueue(
-    scope: &Scope,
-    to: &str,
-    to_name: &str,
-    template: &str,
-    params: serde_json::Value,
-) -> Result<i64, DbError> {
-    let row = scope
-        .query_one(
-            "INSERT INTO outbox (to_address, to_name, template, params) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&to.trim(), &templates::one_line(to_name), &template, &params],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
 }
 
 /// Delay before the next attempt after `attempts` failed ones: `base × 2^(attempts-1)`, at most an hour.

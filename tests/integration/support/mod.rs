@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use portal::config::{Config, StorageSettings};
-use portal::db::cluster::{Cluster, ClusterOptions, sweep_stale};
+use portal_pgcluster::{Cluster, ClusterOptions, sweep_stale};
 use reqwest::redirect::Policy;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;

@@ -1,5 +1,9 @@
 //! A private PostgreSQL cluster run by the portal itself.
 //!
+//! This crate is development and test tooling, kept out of the production library `portal`: only
+//! the `portal` binary (`src/main.rs`) and the integration test harness use it, and it depends on
+//! nothing of the portal's.
+//!
 //! When `DATABASE_URL` is not set, `portal serve` keeps a durable cluster under its data dir, and
 //! the test harness starts one throwaway ("ephemeral") cluster per test run. A cluster directory
 //! holds:
@@ -37,7 +41,7 @@ use tracing::{debug, info, warn};
 
 /// Debian installs each major version's binaries in `/usr/lib/postgresql/<version>/bin`.
 const PG_ROOT: &str = "/usr/lib/postgresql";
-/// Every binary this module runs; all come with the Debian package `postgresql`.
+/// Every binary this crate runs; all come with the Debian package `postgresql`.
 const TOOLS: [&str; 6] = ["initdb", "pg_ctl", "postgres", "pg_isready", "psql", "createdb"];
 /// Where root keeps clusters that the `postgres` user could not reach at the requested place.
 const RELOCATION_ROOT: &str = "/var/lib/portal-pg";
