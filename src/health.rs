@@ -12,8 +12,8 @@ pub async fn live() -> HttpResponse {
 
 /// The process can serve: its database answers.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let database = match state.db.unscoped().await {
-        Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
+    let database = match state.db.door().await {
+        Ok(door) => door.ping().await.is_ok(),
         Err(_) => false,
     };
     let pool = state.db.state();

@@ -27,7 +27,9 @@ use crate::auth::{AuthError, session, throttle};
 use crate::db::Scope;
 use crate::signin::passkey::{EXPIRED, NOT_ACCEPTED, go, passkeys_for, refuse};
 use crate::web::client_ip;
-use crate::web::{AccountScope, AppError, AppState, CsrfForm, CsrfJson, Flash, Section, Shell, redirect_with_flash};
+use crate::web::{
+    AccountScope, AppError, AppState, CsrfForm, CsrfJson, Flash, Section, Shell, Unopened, redirect_with_flash,
+};
 
 /// The settings page for passkeys (staff reach it from their account menu).
 pub const PAGE: &str = crate::web::shell::PASSKEYS_PAGE;
@@ -446,18 +448,22 @@ fn confirmed(state: &AppState, next: &str) -> HttpResponse {
 pub async fn confirm_with_password(
     req: HttpRequest,
     state: web::Data<AppState>,
-    cx: AccountScope,
+    unopened: Unopened<AccountScope>,
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> Result<HttpResponse, AppError> {
     let next = back_to(form.next.as_deref());
     if form.password.is_empty() {
+        let cx = unopened.open().await?;
         return render_confirm(&state, cx, StatusCode::UNPROCESSABLE_ENTITY, next, Some("Enter your password.".into()))
             .await;
     }
     let ip = client_ip(&req);
-    // A sign-in attempt like any other: the same lockout applies.
+    // A sign-in attempt like any other: the same lockout applies. It runs before
+    // the scope opens, so the request holds one connection and none while hashing.
     let checked =
-        session::check_credentials(&state.db, &cx.viewer.email, SecretString::from(form.password.clone()), ip).await;
+        session::check_credentials(&state.db, &unopened.viewer.email, SecretString::from(form.password.clone()), ip)
+            .await;
+    let cx = unopened.open().await?;
     match checked {
         Ok(Some((user, _))) if user == cx.viewer.user_id => {
             cx.db.execute("SELECT portal_session_verify($1, 'password', $2)", &[&cx.viewer.session_id, &ip]).await?;

@@ -25,7 +25,7 @@ use crate::auth::throttle::{self, Limit};
 use crate::auth::{AuthError, Viewer, password};
 use crate::db::Scope;
 use crate::web::client_ip;
-use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, redirect_with_flash};
+use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, Unopened, redirect_with_flash};
 
 /// How long the link sent to a new address works.
 const EMAIL_CHANGE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -261,10 +261,12 @@ async fn check_password_change(
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
-    cx: CustomerScope,
+    unopened: Unopened<CustomerScope>,
     CsrfForm(input): CsrfForm<PasswordInput>,
 ) -> Result<HttpResponse, AppError> {
-    let errors = check_password_change(&state, &cx.viewer, &input, client_ip(&req)).await?;
+    // The current password is checked before the scope opens: a request holds one connection.
+    let errors = check_password_change(&state, &unopened.viewer, &input, client_ip(&req)).await?;
+    let cx = unopened.open().await?;
     if errors.any() {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, cx, errors, EmailForm::default()).await;
     }
@@ -289,12 +291,14 @@ pub struct EmailInput {
 pub async fn request_email_change(
     req: HttpRequest,
     state: web::Data<AppState>,
-    cx: CustomerScope,
+    unopened: Unopened<CustomerScope>,
     CsrfForm(input): CsrfForm<EmailInput>,
 ) -> Result<HttpResponse, AppError> {
+    // The password check and the budget take connections of their own: the scope opens after them.
+    let viewer = &unopened.viewer;
     let mut errors = EmailErrors::default();
     let new_email = match check_email(&input.new_email) {
-        Ok(email) if email == cx.viewer.email => {
+        Ok(email) if email == viewer.email => {
             errors.new_email = Some("That is already your email address.");
             None
         }
@@ -306,16 +310,18 @@ pub async fn request_email_change(
     };
     if input.current_password.is_empty() {
         errors.current = Some("Enter your current password.");
-    } else if !is_current_password(&state, &cx.viewer, &input.current_password, client_ip(&req)).await? {
+    } else if !is_current_password(&state, viewer, &input.current_password, client_ip(&req)).await? {
         errors.current = Some("That is not your current password.");
     }
     let Some(new_email) = new_email.filter(|_| !errors.any()) else {
         let form = EmailForm { new_email: input.new_email.trim().to_owned(), errors, throttled: None };
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, cx, PasswordErrors::default(), form).await;
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, unopened.open().await?, PasswordErrors::default(), form).await;
     };
 
     // Spent only by forms that would send: a typo does not use up the budget.
-    if let Err(throttled) = throttle::spend(&state.db, Limit::EmailChange, &cx.viewer.user_id.to_string()).await? {
+    let spent = throttle::spend(&state.db, Limit::EmailChange, &viewer.user_id.to_string()).await?;
+    let cx = unopened.open().await?;
+    if let Err(throttled) = spent {
         let message = format!(
             "You have asked for several confirmation links in a short time. Check the inbox (and spam folder) \
              of the new address, or try again in {}.",

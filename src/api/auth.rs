@@ -78,11 +78,14 @@ pub struct Integration {
 /// A live token's integration (marking the token used), or `None`.
 pub async fn resolve(db: &Db, token: &str) -> Result<Option<Integration>, ApiError> {
     // Before any scope exists: the one function bearer requests may call unscoped.
-    let conn = db.unscoped().await?;
-    let row = conn
-        .query_opt("SELECT token_id, user_id, name FROM portal_api_token_resolve($1)", &[&token_hash(token)])
-        .await?;
-    Ok(row.map(|r| Integration { token_id: r.get("token_id"), user_id: r.get("user_id"), name: r.get("name") }))
+    let Some(row) = db.door().await?.api_token_resolve(&token_hash(token)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Integration {
+        token_id: row.try_get("token_id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+    }))
 }
 
 /// An authenticated API request: the integration and a staff scope in its name

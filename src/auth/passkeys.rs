@@ -23,7 +23,7 @@ use webauthn_rs::prelude::{
     WebauthnError,
 };
 
-use super::session::{self, Lifetimes, SignIn, random_token, token_hash};
+use super::session::{self, Lifetimes, SignIn, random_token};
 use super::{AuthError, Role};
 use crate::db::{Db, Scope};
 
@@ -117,12 +117,7 @@ pub async fn start_sign_in(db: &Db, webauthn: &Webauthn) -> Result<Started<Reque
     let (options, ceremony): (RequestChallengeResponse, DiscoverableAuthentication) =
         webauthn.start_discoverable_authentication().map_err(webauthn_failed)?;
     let token = random_token();
-    let conn = db.unscoped().await?;
-    conn.execute(
-        "SELECT portal_ceremony_put($1, 'sign_in', NULL, $2, $3)",
-        &[&token, &to_json(&ceremony)?, &ttl_seconds()],
-    )
-    .await?;
+    db.door().await?.ceremony_put(&token, Purpose::SignIn.as_str(), None, &to_json(&ceremony)?, ttl_seconds()).await?;
     Ok(Started { ceremony: token, options })
 }
 
@@ -175,33 +170,24 @@ pub async fn finish_sign_in(
     answer: &SignInAnswer,
     request: SessionRequest<'_>,
 ) -> Result<Result<SignIn, Refusal>, AuthError> {
-    let mut conn = db.unscoped().await?;
-    let row = conn.query_one("SELECT portal_ceremony_take($1, 'sign_in', NULL)", &[&answer.ceremony]).await?;
-    let Some(ceremony) = row
-        .get::<_, Option<serde_json::Value>>(0)
-        .and_then(|v| serde_json::from_value::<DiscoverableAuthentication>(v).ok())
-    else {
+    let mut door = db.door().await?;
+    let taken = door.ceremony_take(&answer.ceremony, Purpose::SignIn.as_str(), None).await?;
+    let Some(ceremony) = taken.and_then(|v| serde_json::from_value::<DiscoverableAuthentication>(v).ok()) else {
         return Ok(Err(Refusal::Expired));
     };
     let Ok((user_handle, credential_id)) = webauthn.identify_discoverable_authentication(&answer.credential) else {
         return Ok(Err(Refusal::Unknown));
     };
-    let Some(row) = conn
-        .query_opt(
-            "SELECT passkey_id, user_id, role, credential, usable FROM portal_passkey_lookup($1)",
-            &[&credential_id],
-        )
-        .await?
-    else {
+    let Some(row) = door.passkey_lookup(credential_id).await? else {
         return Ok(Err(Refusal::Unknown));
     };
-    let passkey_id: Uuid = row.get("passkey_id");
-    let user_id: Uuid = row.get("user_id");
+    let passkey_id: Uuid = row.try_get("passkey_id")?;
+    let user_id: Uuid = row.try_get("user_id")?;
     // The authenticator says whose key it is; it must be the account the key was registered to.
     if user_id != user_handle {
         return Ok(Err(Refusal::Unknown));
     }
-    let Some(mut passkey) = parse(row.get("credential")) else {
+    let Some(mut passkey) = parse(row.try_get("credential")?) else {
         tracing::error!(%passkey_id, "stored passkey does not parse");
         return Ok(Err(Refusal::Invalid));
     };
@@ -209,7 +195,7 @@ pub async fn finish_sign_in(
         Ok(result) => result,
         Err(WebauthnError::CredentialPossibleCompromise) => {
             tracing::warn!(%passkey_id, %user_id, "passkey signature counter went backwards: possible clone");
-            conn.execute("SELECT portal_passkey_clone_suspected($1, $2)", &[&passkey_id, &request.ip]).await?;
+            door.passkey_clone_suspected(passkey_id, request.ip).await?;
             return Ok(Err(Refusal::Cloned));
         }
         Err(e) => {
@@ -217,34 +203,18 @@ pub async fn finish_sign_in(
             return Ok(Err(Refusal::Invalid));
         }
     };
-    if !row.get::<_, bool>("usable") {
+    if !row.try_get::<_, bool>("usable")? {
         return Ok(Err(Refusal::Unusable));
     }
     let updated = after_use(&mut passkey, &result)?;
-    let token = random_token();
-    let remember = answer.remember;
-    let lifetimes = request.lifetimes;
-    let (idle, absolute) =
-        if remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
-    let tx = conn.transaction().await?;
-    tx.execute("SELECT portal_passkey_used($1, $2)", &[&passkey_id, &updated]).await?;
-    tx.query_one(
-        "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8, 'passkey')",
-        &[
-            &user_id,
-            &token_hash(&token),
-            &random_token(),
-            &remember,
-            &session::seconds(idle),
-            &session::seconds(absolute),
-            &request.ip,
-            &request.user_agent,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    let is_staff = Role::parse(row.get("role")).is_some_and(Role::is_staff);
-    Ok(Ok(SignIn { token, remember, is_staff }))
+    door.begin().await?;
+    door.passkey_used(passkey_id, &updated).await?;
+    let signed_in =
+        session::open(&door, user_id, answer.remember, request.lifetimes, request.ip, request.user_agent, "passkey")
+            .await?;
+    door.commit().await?;
+    let is_staff = Role::parse(row.try_get("role")?).is_some_and(Role::is_staff);
+    Ok(Ok(SignIn { is_staff, ..signed_in }))
 }
 
 /// The key's new stored form after a successful use (counter, backup flags), or `None` when nothing changed.
@@ -260,8 +230,7 @@ pub fn after_use(
 
 /// Deletes ceremonies nobody finished; returns how many.
 pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
-    let conn = db.unscoped().await?;
-    Ok(conn.query_one("SELECT portal_ceremonies_sweep()", &[]).await?.get(0))
+    Ok(db.door().await?.ceremonies_sweep().await?)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{AuthError, CustomerRef, Role, normalize_email, password, throttle};
-use crate::db::Db;
+use crate::db::{Db, Door, NewSession};
 
 /// The signed-in user behind a request.
 #[derive(Clone, Debug)]
@@ -80,6 +80,9 @@ pub struct Attempt<'a> {
 /// after the same work. Every call is a sign-in attempt for brute-force
 /// protection (re-entering the password in Settings too), so a stolen session
 /// cannot be used to guess the password faster than the sign-in page allows.
+/// Call it before opening a scope: it takes a connection of its own, and none
+/// is held while Argon2 runs.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn check_credentials(
     db: &Db,
     email: &str,
@@ -88,20 +91,23 @@ pub async fn check_credentials(
 ) -> Result<Option<(Uuid, Option<Role>)>, AuthError> {
     let email = normalize_email(email);
     let account = {
-        let conn = db.unscoped().await?;
+        let door = db.door().await?;
         // Before any hashing: a locked attempt costs one query, and an allowed one is counted now.
-        if let Err(throttled) = throttle::begin_sign_in(&conn, &email, ip).await? {
+        if let Err(throttled) = throttle::begin_sign_in(&door, &email, ip).await? {
             return Err(AuthError::Throttled(throttled));
         }
-        conn.query_opt("SELECT user_id, role, password_hash, usable FROM portal_login_lookup($1)", &[&email]).await?
+        door.login_lookup(&email).await?
     };
-    let stored = account.as_ref().and_then(|row| row.get::<_, Option<String>>("password_hash"));
+    let stored: Option<String> = match &account {
+        Some(row) => row.try_get("password_hash")?,
+        None => None,
+    };
     let matches = match password::verify(password, stored).await {
         Ok(matches) => matches,
         Err(e) => {
             // The password was never checked (the server is flooded): the attempt is given back.
-            let released = match db.unscoped().await {
-                Ok(conn) => throttle::release_sign_in(&conn, &email, ip, false).await,
+            let released = match db.door().await {
+                Ok(door) => throttle::release_sign_in(&door, &email, ip, false).await,
                 Err(db_error) => Err(db_error.into()),
             };
             if let Err(release) = released {
@@ -110,122 +116,123 @@ pub async fn check_credentials(
             return Err(e.into());
         }
     };
-    let account = account.filter(|row| matches && row.get::<_, bool>("usable"));
+    let account = match account {
+        Some(row) if matches && row.try_get::<_, bool>("usable")? => Some(row),
+        _ => None,
+    };
 
-    let conn = db.unscoped().await?;
+    let door = db.door().await?;
     let Some(row) = account else {
-        conn.execute("SELECT portal_sign_in_failed($1, $2)", &[&email, &ip]).await?;
+        door.sign_in_failed(&email, ip).await?;
         return Ok(None);
     };
     // The right password: the account's failures are forgotten (the network's are not).
-    throttle::release_sign_in(&conn, &email, ip, true).await?;
-    Ok(Some((row.get("user_id"), Role::parse(row.get("role")))))
+    throttle::release_sign_in(&door, &email, ip, true).await?;
+    Ok(Some((row.try_get("user_id")?, Role::parse(row.try_get("role")?))))
 }
 
 /// Checks the credentials and opens a new session (`None` when they do not match).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sign_in(db: &Db, attempt: Attempt<'_>, lifetimes: Lifetimes) -> Result<Option<SignIn>, AuthError> {
     let Some((user_id, role)) = check_credentials(db, attempt.email, attempt.password, attempt.ip).await? else {
         return Ok(None);
     };
-    let (idle, absolute) =
-        if attempt.remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
-    let token = random_token();
-    let conn = db.unscoped().await?;
-    conn.query_one(
-        "SELECT portal_session_create($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &user_id,
-            &token_hash(&token),
-            &random_token(),
-            &attempt.remember,
-            &seconds(idle),
-            &seconds(absolute),
-            &attempt.ip,
-            &attempt.user_agent,
-        ],
-    )
-    .await?;
-    Ok(Some(SignIn { token, remember: attempt.remember, is_staff: role.is_some_and(Role::is_staff) }))
+    let door = db.door().await?;
+    let signed_in =
+        open(&door, user_id, attempt.remember, lifetimes, attempt.ip, attempt.user_agent, "password").await?;
+    Ok(Some(SignIn { is_staff: role.is_some_and(Role::is_staff), ..signed_in }))
 }
 
 pub(crate) fn seconds(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
+/// Opens a session for a user whose identity was just proven, through `door`
+/// (inside its transaction when one is open, so the proof and the session commit together).
+pub(crate) async fn open(
+    door: &Door,
+    user_id: Uuid,
+    remember: bool,
+    lifetimes: Lifetimes,
+    ip: Option<IpAddr>,
+    user_agent: &str,
+    method: &'static str,
+) -> Result<SignIn, AuthError> {
+    let (idle, absolute) =
+        if remember { (lifetimes.remember, lifetimes.remember) } else { (lifetimes.idle, lifetimes.absolute) };
+    let token = random_token();
+    let hash = token_hash(&token);
+    door.session_create(&NewSession {
+        user_id,
+        token_hash: &hash,
+        csrf_token: &random_token(),
+        remember,
+        idle_seconds: seconds(idle),
+        absolute_seconds: seconds(absolute),
+        ip,
+        user_agent,
+        method,
+    })
+    .await?;
+    Ok(SignIn { token, remember, is_staff: false })
+}
+
 /// The viewer a session token belongs to, if the session is alive.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn resolve(db: &Db, token: &str) -> Result<Option<Viewer>, AuthError> {
     // Tokens we issue are 43 characters; anything else cannot match, so skip the query.
     if token.len() != 43 {
         return Ok(None);
     }
-    let conn = db.unscoped().await?;
-    let row = conn
-        .query_opt(
-            "SELECT session_id, user_id, customer_id, role, email, name, customer_name, csrf_token, verified_at, \
-             needs_passkey FROM portal_session_resolve($1)",
-            &[&token_hash(token)],
-        )
-        .await?;
-    Ok(row.and_then(|row| {
-        let role = Role::parse(row.get("role"))?;
-        let customer = match row.get::<_, Option<Uuid>>("customer_id") {
-            Some(id) => Some(CustomerRef { id, name: row.get::<_, Option<String>>("customer_name")? }),
-            None => None,
-        };
-        Some(Viewer {
-            session_id: row.get("session_id"),
-            user_id: row.get("user_id"),
-            email: row.get("email"),
-            name: row.get("name"),
-            role,
-            customer,
-            csrf_token: row.get("csrf_token"),
-            verified_at: row.get("verified_at"),
-            needs_passkey: row.get("needs_passkey"),
-        })
+    let Some(row) = db.door().await?.session_resolve(&token_hash(token)).await? else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(row.try_get("role")?) else {
+        return Ok(None);
+    };
+    let customer = match row.try_get::<_, Option<Uuid>>("customer_id")? {
+        Some(id) => match row.try_get::<_, Option<String>>("customer_name")? {
+            Some(name) => Some(CustomerRef { id, name }),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(Viewer {
+        session_id: row.try_get("session_id")?,
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role,
+        customer,
+        csrf_token: row.try_get("csrf_token")?,
+        verified_at: row.try_get("verified_at")?,
+        needs_passkey: row.try_get("needs_passkey")?,
     }))
 }
 
 /// Ends the session server-side: the token is dead even if the cookie survives.
 pub async fn sign_out(db: &Db, token: &str, ip: Option<IpAddr>) -> Result<(), AuthError> {
-    let conn = db.unscoped().await?;
-    conn.query_one("SELECT portal_session_end($1, $2)", &[&token_hash(token), &ip]).await?;
+    db.door().await?.session_end(&token_hash(token), ip).await?;
     Ok(())
 }
 
 /// Deletes expired sessions; returns how many.
 pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
-    let conn = db.unscoped().await?;
-    let row = conn.query_one("SELECT portal_sessions_sweep()", &[]).await?;
-    Ok(row.get(0))
+    Ok(db.door().await?.sessions_sweep().await?)
 }
 
 /// Opens a session for a user whose identity another step has just proven (an
 /// accepted invitation, a finished registration), inside that step's
-/// transaction, so the account and its first session commit together. These
-/// flows only ever make customer users.
+/// transaction on `door`, so the account and its first session commit together.
+/// These flows only ever make customer users.
 pub async fn open_for(
-    tx: &tokio_postgres::Transaction<'_>,
+    door: &Door,
     user_id: Uuid,
     lifetimes: Lifetimes,
     ip: Option<IpAddr>,
     user_agent: &str,
 ) -> Result<SignIn, AuthError> {
-    let token = random_token();
-    tx.query_one(
-        "SELECT portal_session_create($1, $2, $3, false, $4, $5, $6, $7)",
-        &[
-            &user_id,
-            &token_hash(&token),
-            &random_token(),
-            &seconds(lifetimes.idle),
-            &seconds(lifetimes.absolute),
-            &ip,
-            &user_agent,
-        ],
-    )
-    .await?;
-    Ok(SignIn { token, remember: false, is_staff: false })
+    open(door, user_id, false, lifetimes, ip, user_agent, "password").await
 }
 
 #[cfg(test)]

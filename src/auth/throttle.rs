@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{AuthError, normalize_email};
-use crate::db::Db;
+use crate::db::{Db, Door};
 
 /// Refused for now: the same request may succeed after `retry_after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,14 +112,7 @@ pub async fn spend(db: &Db, limit: Limit, key: &str) -> Result<Result<(), Thrott
     let (count, window) = limit.budget();
     let count = i32::try_from(count).unwrap_or(i32::MAX);
     let window_secs = i32::try_from(window.as_secs()).unwrap_or(i32::MAX);
-    let conn = db.unscoped().await?;
-    let wait_ms: i64 = conn
-        .query_one(
-            "SELECT portal_rate_limit_spend($1, $2, $3, $4)",
-            &[&limit.bucket(), &normalize_email(key), &count, &window_secs],
-        )
-        .await?
-        .get(0);
+    let wait_ms = db.door().await?.rate_limit_spend(limit.bucket(), &normalize_email(key), count, window_secs).await?;
     if wait_ms <= 0 {
         return Ok(Ok(()));
     }
@@ -146,12 +139,11 @@ pub fn ip_key(ip: Option<IpAddr>) -> String {
 /// or the client's network is locked (nothing counted), otherwise the attempt is
 /// counted as a failure until [`release_sign_in`] gives it back. `email` is normalized.
 pub(crate) async fn begin_sign_in(
-    conn: &crate::db::Conn,
+    door: &Door,
     email: &str,
     ip: Option<IpAddr>,
 ) -> Result<Result<(), Throttled>, AuthError> {
-    let ip = ip.map(|ip| ip.to_canonical());
-    let wait: i32 = conn.query_one("SELECT portal_sign_in_begin($1, $2)", &[&email, &ip]).await?.get(0);
+    let wait = door.sign_in_begin(email, ip.map(|ip| ip.to_canonical())).await?;
     if wait <= 0 {
         return Ok(Ok(()));
     }
@@ -164,20 +156,18 @@ pub(crate) async fn begin_sign_in(
 /// (`reset`: the account's counter starts over; the network's keeps its other
 /// failures), or it was never checked.
 pub(crate) async fn release_sign_in(
-    conn: &crate::db::Conn,
+    door: &Door,
     email: &str,
     ip: Option<IpAddr>,
     reset: bool,
 ) -> Result<(), AuthError> {
-    let ip = ip.map(|ip| ip.to_canonical());
-    conn.execute("SELECT portal_sign_in_release($1, $2, $3)", &[&email, &ip, &reset]).await?;
+    door.sign_in_release(email, ip.map(|ip| ip.to_canonical()), reset).await?;
     Ok(())
 }
 
 /// Deletes sign-in counters quiet for a day and rate-limit windows that have passed; returns how many.
 pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
-    let conn = db.unscoped().await?;
-    Ok(conn.query_one("SELECT portal_throttle_sweep()", &[]).await?.get(0))
+    Ok(db.door().await?.throttle_sweep().await?)
 }
 
 #[cfg(test)]

@@ -7,6 +7,5 @@ use crate::db::Db;
 /// Deletes links used or expired more than a day ago; returns how many. They
 /// are refused as soon as they expire regardless; this only keeps the table small.
 pub async fn sweep(db: &Db) -> Result<i32, AuthError> {
-    let conn = db.unscoped().await?;
-    Ok(conn.query_one("SELECT portal_account_tokens_sweep()", &[]).await?.get(0))
+    Ok(db.door().await?.account_tokens_sweep().await?)
 }

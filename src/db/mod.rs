@@ -4,13 +4,15 @@
 //! binary (`src/main.rs`, when `DATABASE_URL` is unset) and the test harness use.
 
 mod conn;
+mod door;
 mod scope;
 
 use std::str::FromStr;
 
-use bb8::{CustomizeConnection, PooledConnection};
+use bb8::CustomizeConnection;
 
 pub use conn::{Conn, Manager};
+pub use door::{Door, NewSession};
 pub use scope::Scope;
 
 pub type Pool = bb8::Pool<Manager>;
@@ -139,20 +141,24 @@ pub struct Db {
 }
 
 impl Db {
+    /// `size` connections for customer requests and a quarter as many (at least two) for staff.
     pub async fn connect(logins: Logins, size: u32) -> Result<Self, DbError> {
-        let staff_size = (size / 4).max(2);
+        Self::connect_sized(logins, size, (size / 4).max(2)).await
+    }
+
+    /// Pools of exactly these sizes (the tests prove with pools of one that a request holds one connection).
+    pub async fn connect_sized(logins: Logins, customer: u32, staff: u32) -> Result<Self, DbError> {
         Ok(Self {
-            customer: pool(logins.customer, APP_ROLE, size).await?,
+            customer: pool(logins.customer, APP_ROLE, customer).await?,
             staff_login: logins.staff.clone(),
-            staff: pool(logins.staff, STAFF_ROLE, staff_size).await?,
+            staff: pool(logins.staff, STAFF_ROLE, staff).await?,
         })
     }
 
-    /// A connection with no scope: every customer-owned table looks empty
-    /// through it. Only for the narrow authentication functions of the schema
-    /// (`portal_login_lookup`, `portal_session_*`) and for health checks.
-    pub async fn unscoped(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
-        Ok(self.customer.get().await?)
+    /// The narrow door for work before authentication: a connection with no
+    /// scope whose only methods are the schema's pre-authentication functions.
+    pub async fn door(&self) -> Result<Door, DbError> {
+        Ok(Door::new(self.customer.get_owned().await?))
     }
 
     pub(crate) async fn customer_scope(&self, customer_id: uuid::Uuid, user_id: uuid::Uuid) -> Result<Scope, DbError> {

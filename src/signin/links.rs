@@ -71,14 +71,13 @@ async fn peek(state: &AppState, kind: &Kind, token: &str) -> Result<Option<Holde
     if token.len() != 43 {
         return Ok(None);
     }
-    let conn = state.db.unscoped().await?;
-    let row = conn
-        .query_opt("SELECT email, name, customer_name FROM portal_token_peek($1, $2)", &[&kind.purpose, &token])
-        .await?;
-    Ok(row.map(|r| Holder {
-        email: r.get("email"),
-        name: r.get::<_, Option<String>>("name").unwrap_or_default(),
-        customer: r.get("customer_name"),
+    let Some(row) = state.db.door().await?.token_peek(kind.purpose, token).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Holder {
+        email: row.try_get("email")?,
+        name: row.try_get::<_, Option<String>>("name")?.unwrap_or_default(),
+        customer: row.try_get("customer_name")?,
     }))
 }
 
@@ -151,36 +150,26 @@ pub async fn submit(
     let ip = crate::web::client_ip(&req);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
 
-    let mut conn = state.db.unscoped().await?;
-    let tx = conn.transaction().await?;
+    let mut door = state.db.door().await?;
+    door.begin().await?;
     let completed: Option<Uuid> = match kind.purpose {
-        "invitation" => tx
-            .query_one("SELECT portal_invitation_accept($1, $2, $3, $4)", &[&token.as_str(), &name, &hash, &ip])
-            .await?
-            .get(0),
-        "registration" => tx
-            .query_one("SELECT portal_register_complete($1, $2, $3, $4)", &[&token.as_str(), &name, &hash, &ip])
-            .await?
-            .get(0),
-        _ => tx
-            .query_one("SELECT portal_password_reset_complete($1, $2, $3)", &[&token.as_str(), &hash, &ip])
-            .await?
-            .get(0),
+        "invitation" => door.invitation_accept(&token, &name, &hash, ip).await?,
+        "registration" => door.register_complete(&token, &name, &hash, ip).await?,
+        _ => door.password_reset_complete(&token, &hash, ip).await?,
     };
     let Some(user_id) = completed else {
         // Spent by a concurrent request between the check above and here.
         return forms::link_dead(kind.dead_what, kind.again_href, kind.again_label);
     };
     if !kind.asks_name {
-        tx.commit().await?;
+        door.commit().await?;
         let flash = Flash::success(
             "Your password has been changed and you were signed out everywhere. Sign in with your new password.",
         );
         return Ok(redirect_with_flash(&state, "/login", flash));
     }
-    let signed_in = session::open_for(&tx, user_id, state.lifetimes, ip, user_agent).await?;
-    tx.commit().await?;
-    drop(conn);
+    let signed_in = session::open_for(&door, user_id, state.lifetimes, ip, user_agent).await?;
+    door.commit().await?;
     // Whoever was signed in in this browser before is not who is now.
     if let Some(old) = state.cookies.session_token(&req) {
         session::sign_out(&state.db, &old, ip).await?;

@@ -132,9 +132,8 @@ pub async fn forgot(
         let page = forgot_page(typed, Some(too_many(wait)));
         return render(&state, &req, StatusCode::TOO_MANY_REQUESTS, page, Some(wait)).await;
     }
-    let conn = state.db.unscoped().await?;
     let ttl = i32::try_from(RESET_TTL.as_secs()).unwrap_or(1800);
-    conn.execute("SELECT portal_password_reset_request($1, $2, $3, $4)", &[&email, &random_token(), &ttl, &ip]).await?;
+    state.db.door().await?.password_reset_request(&email, &random_token(), ttl, ip).await?;
     sent(
         "Check your email",
         format!(
@@ -175,10 +174,8 @@ pub async fn register(
         let page = register_page(name, typed, Some(too_many(wait)));
         return render(&state, &req, StatusCode::TOO_MANY_REQUESTS, page, Some(wait)).await;
     }
-    let conn = state.db.unscoped().await?;
     let ttl = i32::try_from(REGISTRATION_TTL.as_secs()).unwrap_or(86_400);
-    conn.execute("SELECT portal_register_request($1, $2, $3, $4, $5)", &[&email, &name, &random_token(), &ttl, &ip])
-        .await?;
+    state.db.door().await?.register_request(&email, &name, &random_token(), ttl, ip).await?;
     sent(
         "Check your email",
         format!(

@@ -64,6 +64,56 @@ impl FromRequest for Viewer {
     }
 }
 
+/// What a scope extractor checks of the viewer before it takes a connection,
+/// and how it then opens its scope. Implemented by the three scope extractors,
+/// so [`Unopened`] can run the same checks and open the same scope later.
+pub trait OpensScope: Sized {
+    /// Refuses (or redirects) a viewer this kind of page is not for.
+    fn admit(viewer: &Viewer) -> Result<(), AppError>;
+    /// Takes a pooled connection and begins the scope's transaction.
+    fn open(req: &HttpRequest, viewer: Viewer) -> impl std::future::Future<Output = Result<Self, AppError>>;
+}
+
+fn scope_extractor<S: OpensScope + 'static>(req: &HttpRequest) -> LocalBoxFuture<'static, Result<S, AppError>> {
+    let req = req.clone();
+    Box::pin(async move {
+        let viewer = require_viewer(&req).await?;
+        S::admit(&viewer)?;
+        S::open(&req, viewer).await
+    })
+}
+
+/// A scope extractor's checks, with the scope not yet opened: for handlers that
+/// must first do work that takes a connection of its own (checking a password,
+/// spending a rate-limit budget), so that a request never holds two pooled
+/// connections, and no transaction stays open while a password is hashed.
+pub struct Unopened<S> {
+    pub viewer: Viewer,
+    req: HttpRequest,
+    kind: std::marker::PhantomData<S>,
+}
+
+impl<S: OpensScope + 'static> FromRequest for Unopened<S> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let viewer = require_viewer(&req).await?;
+            S::admit(&viewer)?;
+            Ok(Unopened { viewer, req, kind: std::marker::PhantomData })
+        })
+    }
+}
+
+impl<S: OpensScope> Unopened<S> {
+    /// The scope the extractor `S` would have given.
+    pub async fn open(self) -> Result<S, AppError> {
+        S::open(&self.req, self.viewer).await
+    }
+}
+
 /// A signed-in customer user and a scope limited to their customer.
 pub struct CustomerScope {
     pub viewer: Viewer,
@@ -72,23 +122,30 @@ pub struct CustomerScope {
     pub flash: Option<Flash>,
 }
 
+impl OpensScope for CustomerScope {
+    fn admit(viewer: &Viewer) -> Result<(), AppError> {
+        match viewer.customer {
+            Some(_) => Ok(()),
+            // Staff have their own side of the portal.
+            None => Err(AppError::Redirect("/staff".into())),
+        }
+    }
+
+    async fn open(req: &HttpRequest, viewer: Viewer) -> Result<Self, AppError> {
+        let customer = viewer.customer.clone().ok_or_else(|| AppError::Redirect("/staff".into()))?;
+        let state = state(req)?;
+        let db = state.db.customer_scope(customer.id, viewer.user_id).await?;
+        let flash = state.cookies.read_flash(req);
+        Ok(CustomerScope { viewer, customer, db, flash })
+    }
+}
+
 impl FromRequest for CustomerScope {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let viewer = require_viewer(&req).await?;
-            let Some(customer) = viewer.customer.clone() else {
-                // Staff have their own side of the portal.
-                return Err(AppError::Redirect("/staff".into()));
-            };
-            let state = state(&req)?;
-            let db = state.db.customer_scope(customer.id, viewer.user_id).await?;
-            let flash = state.cookies.read_flash(&req);
-            Ok(CustomerScope { viewer, customer, db, flash })
-        })
+        scope_extractor(req)
     }
 }
 
@@ -99,26 +156,32 @@ pub struct StaffScope {
     pub flash: Option<Flash>,
 }
 
+impl OpensScope for StaffScope {
+    fn admit(viewer: &Viewer) -> Result<(), AppError> {
+        if !viewer.is_staff() {
+            return Err(AppError::Forbidden);
+        }
+        // Staff must sign in with passkeys and this one has none yet: adding one comes first.
+        if viewer.needs_passkey {
+            return Err(AppError::Redirect(super::shell::PASSKEYS_PAGE.into()));
+        }
+        Ok(())
+    }
+
+    async fn open(req: &HttpRequest, viewer: Viewer) -> Result<Self, AppError> {
+        let state = state(req)?;
+        let db = state.db.staff_scope(Some(viewer.user_id)).await?;
+        let flash = state.cookies.read_flash(req);
+        Ok(StaffScope { viewer, db, flash })
+    }
+}
+
 impl FromRequest for StaffScope {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let viewer = require_viewer(&req).await?;
-            if !viewer.is_staff() {
-                return Err(AppError::Forbidden);
-            }
-            // Staff must sign in with passkeys and this one has none yet: adding one comes first.
-            if viewer.needs_passkey {
-                return Err(AppError::Redirect(super::shell::PASSKEYS_PAGE.into()));
-            }
-            let state = state(&req)?;
-            let db = state.db.staff_scope(Some(viewer.user_id)).await?;
-            let flash = state.cookies.read_flash(&req);
-            Ok(StaffScope { viewer, db, flash })
-        })
+        scope_extractor(req)
     }
 }
 
@@ -131,22 +194,28 @@ pub struct AccountScope {
     pub flash: Option<Flash>,
 }
 
+impl OpensScope for AccountScope {
+    fn admit(_: &Viewer) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    async fn open(req: &HttpRequest, viewer: Viewer) -> Result<Self, AppError> {
+        let state = state(req)?;
+        let db = match &viewer.customer {
+            Some(customer) => state.db.customer_scope(customer.id, viewer.user_id).await?,
+            None => state.db.staff_scope(Some(viewer.user_id)).await?,
+        };
+        let flash = state.cookies.read_flash(req);
+        Ok(AccountScope { viewer, db, flash })
+    }
+}
+
 impl FromRequest for AccountScope {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let viewer = require_viewer(&req).await?;
-            let state = state(&req)?;
-            let db = match &viewer.customer {
-                Some(customer) => state.db.customer_scope(customer.id, viewer.user_id).await?,
-                None => state.db.staff_scope(Some(viewer.user_id)).await?,
-            };
-            let flash = state.cookies.read_flash(&req);
-            Ok(AccountScope { viewer, db, flash })
-        })
+        scope_extractor(req)
     }
 }
 

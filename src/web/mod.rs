@@ -17,7 +17,7 @@ use sailfish::TemplateSimple;
 use crate::auth::session::Lifetimes;
 use crate::db::Db;
 pub use error::AppError;
-pub use extract::{AccountScope, CsrfForm, CsrfJson, CustomerScope, StaffScope, Uploader};
+pub use extract::{AccountScope, CsrfForm, CsrfJson, CustomerScope, StaffScope, Unopened, Uploader};
 pub use shell::{Flash, Section, Shell};
 
 /// Shared by every request.

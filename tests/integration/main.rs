@@ -9,6 +9,7 @@ mod accounts;
 mod admin;
 mod api;
 mod browser;
+mod connections;
 mod documents;
 mod live;
 mod mail;

@@ -108,6 +108,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the portal on a fresh copy of the demo database, with `tweak` applied to its config.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(tweak, None).await
+}
+
+/// Starts the portal with database pools of exactly these sizes (customer, staff).
+pub async fn spawn_app_with_pools(customer: u32, staff: u32) -> TestApp {
+    spawn(|_| {}, Some((customer, staff))).await
+}
+
+async fn spawn(tweak: impl FnOnce(&mut Config), pools: Option<(u32, u32)>) -> TestApp {
     let cluster = cluster().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let admin = connect(&cluster.connection_string("postgres")).await;
@@ -131,7 +140,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         ..Config::default()
     };
     tweak(&mut config);
-    let db = portal::db::Db::connect(logins(&db_url), config.db_pool_size).await.expect("app pool");
+    let db = match pools {
+        Some((customer, staff)) => portal::db::Db::connect_sized(logins(&db_url), customer, staff).await,
+        None => portal::db::Db::connect(logins(&db_url), config.db_pool_size).await,
+    }
+    .expect("app pool");
     let blobs = portal::storage::BlobStore::open(&config).await.expect("the blob store opens");
     let app = portal::Application::build(&config, db, blobs).expect("app builds");
     let origin = app.origin().to_owned();
