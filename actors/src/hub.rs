@@ -439,6 +439,11 @@ type Need = (usize, Vec<(String, usize)>, i64);
 
 /// One room's job: decide which regions each member needs, render each
 /// (share key, region) once, re-check the sessions, and build the messages.
+#[tracing::instrument(
+    level = "debug",
+    skip_all,
+    fields(members = members.len(), events = events.len(), position = position)
+)]
 async fn run_job(
     renderer: Arc<dyn Renderer>,
     metrics: Arc<Metrics>,

@@ -8,6 +8,7 @@ mod support;
 mod accounts;
 mod admin;
 mod api;
+mod architecture;
 mod browser;
 mod connections;
 mod documents;
