@@ -59,19 +59,22 @@ impl InvoiceRow {
          FROM invoices i LEFT JOIN orders o ON o.id = i.order_id";
 
     /// `None` for a draft, so one can never slip onto a page even if a query lets it through.
-    fn from_row(row: &Row) -> Option<Self> {
-        let due_on: Date = row.get("due_on");
-        let standing = Standing::of(row.get("status"), due_on, row.get("today"))?;
-        Some(InvoiceRow {
-            id: row.get("id"),
-            number: row.get("number"),
-            currency: row.get("currency"),
+    /// An error when a column is missing or of another type (schema drift).
+    fn from_row(row: &Row) -> Result<Option<Self>, tokio_postgres::Error> {
+        let due_on: Date = row.try_get("due_on")?;
+        let Some(standing) = Standing::of(row.try_get("status")?, due_on, row.try_get("today")?) else {
+            return Ok(None);
+        };
+        Ok(Some(InvoiceRow {
+            id: row.try_get("id")?,
+            number: row.try_get("number")?,
+            currency: row.try_get("currency")?,
             standing,
-            issued_on: row.get("issued_on"),
+            issued_on: row.try_get("issued_on")?,
             due_on,
-            total_cents: row.get("total_cents"),
-            paid_cents: row.get("paid_cents"),
-        })
+            total_cents: row.try_get("total_cents")?,
+            paid_cents: row.try_get("paid_cents")?,
+        }))
     }
 
     pub fn money(&self, cents: i64) -> String {
@@ -135,19 +138,29 @@ pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<Ht
         )
         .await?;
     cx.db.commit().await?;
-    let invoices: Vec<InvoiceRow> = rows.iter().filter_map(InvoiceRow::from_row).collect();
+    let invoices: Vec<InvoiceRow> = rows
+        .iter()
+        .filter_map(|r| InvoiceRow::from_row(r).transpose())
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let open_balance = if totals.is_empty() {
         format::money(0, invoices.first().map_or("EUR", |i| i.currency.as_str()))
     } else {
-        totals.iter().map(|t| format::money(t.get("balance"), t.get("currency"))).collect::<Vec<_>>().join(" + ")
+        totals
+            .iter()
+            .map(|t| Ok(format::money(t.try_get("balance")?, t.try_get("currency")?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?
+            .join(" + ")
     };
     html(IndexPage {
         shell: Shell::page(&cx.viewer, "Invoices", Section::Invoices, cx.flash),
         invoices,
         status,
         open_balance,
-        open_count: totals.iter().map(|t| t.get::<_, i64>("open")).sum(),
-        overdue_count: totals.iter().map(|t| t.get::<_, i64>("overdue")).sum(),
+        open_count: totals.iter().map(|t| t.try_get::<_, i64>("open")).sum::<Result<_, tokio_postgres::Error>>()?,
+        overdue_count: totals
+            .iter()
+            .map(|t| t.try_get::<_, i64>("overdue"))
+            .sum::<Result<_, tokio_postgres::Error>>()?,
     })
 }
 
@@ -175,8 +188,8 @@ pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResp
         .query_opt(&format!("{} WHERE i.id = $1 AND i.status <> 'draft'", InvoiceRow::SELECT), &[&id])
         .await?
         .ok_or(AppError::NotFound)?;
-    let invoice = InvoiceRow::from_row(&row).ok_or(AppError::NotFound)?;
-    let order = match (row.get::<_, Option<Uuid>>("order_id"), row.get::<_, Option<String>>("order_number")) {
+    let invoice = InvoiceRow::from_row(&row)?.ok_or(AppError::NotFound)?;
+    let order = match (row.try_get::<_, Option<Uuid>>("order_id")?, row.try_get::<_, Option<String>>("order_number")?) {
         (Some(id), Some(number)) => Some((id, number)),
         _ => None,
     };
@@ -190,17 +203,19 @@ pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResp
         )
         .await?
         .iter()
-        .map(|l| Line {
-            description: l.get("description"),
-            quantity: l.get("quantity"),
-            unit_price_cents: l.get("unit_price_cents"),
-            amount_cents: l.get("amount_cents"),
+        .map(|l| {
+            Ok(Line {
+                description: l.try_get("description")?,
+                quantity: l.try_get("quantity")?,
+                unit_price_cents: l.try_get("unit_price_cents")?,
+                amount_cents: l.try_get("amount_cents")?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     cx.db.commit().await?;
     html(ShowPage {
         shell: Shell::page(&cx.viewer, format!("Invoice {}", invoice.number), Section::Invoices, cx.flash),
-        paid_at: row.get("paid_at"),
+        paid_at: row.try_get("paid_at")?,
         invoice,
         order,
         lines,

@@ -88,7 +88,7 @@ pub async fn prune(db: &Db, keep: Duration) -> Result<i32, DbError> {
     let scope = db.staff_scope(None).await?;
     let row = scope.query_one("SELECT portal_events_prune(make_interval(secs => $1))", &[&keep.as_secs_f64()]).await?;
     scope.commit().await?;
-    Ok(row.get(0))
+    Ok(row.try_get(0)?)
 }
 
 /// More missed events than this and a page is re-rendered whole instead.
@@ -159,13 +159,14 @@ impl Renderer for PageRenderer {
                 .map_err(failed)?;
             scope.commit().await.map_err(failed)?;
             let Some(first) = rows.first() else { return Ok(None) };
-            let (position, horizon): (i64, i64) = (first.get("position"), first.get("horizon"));
+            let (position, horizon): (i64, i64) =
+                (first.try_get("position").map_err(failed)?, first.try_get("horizon").map_err(failed)?);
             if cursor < horizon || rows.len() as i64 > MAX_CATCHUP {
                 return Ok(None);
             }
             let mut events = Vec::with_capacity(rows.len());
             for row in &rows {
-                if row.get::<_, Option<i64>>("id").is_some() {
+                if row.try_get::<_, Option<i64>>("id").map_err(failed)?.is_some() {
                     events.push(Event::from_row(row).map_err(failed)?);
                 }
             }
@@ -182,7 +183,9 @@ impl Renderer for PageRenderer {
                 .await
                 .map_err(failed)?;
             scope.commit().await.map_err(failed)?;
-            Ok(rows.iter().map(|r| (r.get("session_id"), r.get("role"))).collect())
+            rows.iter()
+                .map(|r| Ok((r.try_get("session_id").map_err(failed)?, r.try_get("role").map_err(failed)?)))
+                .collect()
         })
     }
 }

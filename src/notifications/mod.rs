@@ -48,14 +48,16 @@ pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
     let notifications = rows
         .iter()
         .take(SHOWN as usize)
-        .map(|r| NotificationRow {
-            title: r.get("title"),
-            body: r.get("body"),
-            link: local_link(r.get("link")),
-            unread: r.get("unread"),
-            created_at: r.get("created_at"),
+        .map(|r| {
+            Ok(NotificationRow {
+                title: r.try_get("title")?,
+                body: r.try_get("body")?,
+                link: local_link(r.try_get("link")?),
+                unread: r.try_get("unread")?,
+                created_at: r.try_get("created_at")?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     html(IndexPage {
         shell: Shell::page(&cx.viewer, "Notifications", Section::Notifications, cx.flash),
         notifications,

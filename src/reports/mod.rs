@@ -54,8 +54,8 @@ pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
         )
         .await?
         .iter()
-        .map(|r| r.get("month"))
-        .collect();
+        .map(|r| r.try_get("month"))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let since = months.first().copied();
     // Grouped by currency as well: amounts in different currencies are never added up.
     let invoiced = cx
@@ -76,8 +76,8 @@ pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
         )
         .await?
         .iter()
-        .map(|r| (r.get("month"), r.get("n")))
-        .collect();
+        .map(|r| Ok((r.try_get("month")?, r.try_get("n")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let history = cx
         .db
         .query_one(
@@ -88,23 +88,25 @@ pub async fn index(cx: CustomerScope) -> Result<HttpResponse, AppError> {
         )
         .await?;
     cx.db.commit().await?;
-    let anything: bool = history.get("anything");
+    let anything: bool = history.try_get("anything")?;
 
     let mut charts = Vec::new();
     if anything {
-        let mut currencies: Vec<String> = invoiced.iter().map(|r| r.get("currency")).collect();
+        let mut currencies: Vec<String> =
+            invoiced.iter().map(|r| r.try_get("currency")).collect::<Result<_, tokio_postgres::Error>>()?;
         currencies.dedup();
         if currencies.is_empty() {
             // A quiet year still reads in the customer's own currency.
-            currencies.push(history.get::<_, Option<String>>("currency").unwrap_or_else(|| "EUR".to_owned()));
+            currencies.push(history.try_get::<_, Option<String>>("currency")?.unwrap_or_else(|| "EUR".to_owned()));
         }
         let several = currencies.len() > 1;
         for currency in currencies {
-            let values: Vec<(Date, i64)> = invoiced
-                .iter()
-                .filter(|r| r.get::<_, &str>("currency") == currency)
-                .map(|r| (r.get("month"), r.get("total")))
-                .collect();
+            let mut values: Vec<(Date, i64)> = Vec::new();
+            for r in &invoiced {
+                if r.try_get::<_, &str>("currency")? == currency {
+                    values.push((r.try_get("month")?, r.try_get("total")?));
+                }
+            }
             charts.push(Chart {
                 title: if several {
                     format!("Invoiced per month ({currency})")

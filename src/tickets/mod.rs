@@ -35,21 +35,23 @@ impl TicketRow {
          FROM tickets t LEFT JOIN orders o ON o.id = t.order_id \
          LEFT JOIN invoices i ON i.id = t.invoice_id AND i.status <> 'draft'";
 
-    fn from_row(row: &Row) -> Self {
-        let pair = |id: &str, number: &str| match (row.get::<_, Option<Uuid>>(id), row.get::<_, Option<String>>(number))
-        {
-            (Some(id), Some(number)) => Some((id, number)),
-            _ => None,
+    /// An error when a column is missing or of another type (schema drift).
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let pair = |id: &str, number: &str| -> Result<Option<(Uuid, String)>, tokio_postgres::Error> {
+            Ok(match (row.try_get::<_, Option<Uuid>>(id)?, row.try_get::<_, Option<String>>(number)?) {
+                (Some(id), Some(number)) => Some((id, number)),
+                _ => None,
+            })
         };
-        TicketRow {
-            id: row.get("id"),
-            number: row.get("number"),
-            subject: row.get("subject"),
-            status: row.get("status"),
-            order: pair("order_id", "order_number"),
-            invoice: pair("invoice_id", "invoice_number"),
-            updated_at: row.get("updated_at"),
-        }
+        Ok(TicketRow {
+            id: row.try_get("id")?,
+            number: row.try_get("number")?,
+            subject: row.try_get("subject")?,
+            status: row.try_get("status")?,
+            order: pair("order_id", "order_number")?,
+            invoice: pair("invoice_id", "invoice_number")?,
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 
     pub fn badge(&self) -> (&'static str, &'static str) {
@@ -88,7 +90,7 @@ pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<Ht
             .await?
             .iter()
             .map(TicketRow::from_row)
-            .collect()
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?
     };
     cx.db.commit().await?;
     let title = match &order {
@@ -138,7 +140,7 @@ pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResp
     let id = Uuid::parse_str(&path.into_inner()).map_err(|_| AppError::NotFound)?;
     let row =
         cx.db.query_opt(&format!("{} WHERE t.id = $1", TicketRow::SELECT), &[&id]).await?.ok_or(AppError::NotFound)?;
-    let ticket = TicketRow::from_row(&row);
+    let ticket = TicketRow::from_row(&row)?;
     // Staff users are outside the customer's scope, so their names never join: they read as "Support".
     let messages = cx
         .db
@@ -151,15 +153,20 @@ pub async fn show(cx: CustomerScope, path: web::Path<String>) -> Result<HttpResp
         .await?
         .iter()
         .map(|m| {
-            let from_staff: bool = m.get("from_staff");
+            let from_staff: bool = m.try_get("from_staff")?;
             let author = if from_staff {
                 "Support".to_owned()
             } else {
-                m.get::<_, Option<String>>("author").unwrap_or_else(|| "Former team member".to_owned())
+                m.try_get::<_, Option<String>>("author")?.unwrap_or_else(|| "Former team member".to_owned())
             };
-            Message { author, from_staff, paragraphs: paragraphs(m.get("body")), created_at: m.get("created_at") }
+            Ok(Message {
+                author,
+                from_staff,
+                paragraphs: paragraphs(m.try_get("body")?),
+                created_at: m.try_get("created_at")?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     cx.db.commit().await?;
     html(ShowPage {
         shell: Shell::page(&cx.viewer, format!("{} {}", ticket.number, ticket.subject), Section::Tickets, cx.flash),
