@@ -3,18 +3,15 @@
 //! decides what the invitee receives: an invitation, or, when the address
 //! already has an account elsewhere, a notice to its owner. The inviter sees
 //! the same answer either way, so no one learns who uses the portal.
+//!
+//! This is the form and its checks; sending, and the budgets it spends, are in
+//! [`super::team_store`].
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use uuid::Uuid;
 
-use crate::auth::session::random_token;
-use crate::auth::throttle::{self, Limit};
-use crate::auth::{Role, normalize_email};
-use crate::db::{Db, DbError, Scope};
-use crate::web::AppError;
+use crate::auth::Role;
 
 /// Invitations work for a week.
 pub const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -73,38 +70,6 @@ impl InviteFields {
             _ => Err(errors),
         }
     }
-}
-
-pub enum Outcome {
-    /// Sent (or, for an address with an account elsewhere, a notice went to its owner instead).
-    Sent,
-    /// The address is already on this customer's team.
-    AlreadyMember,
-}
-
-/// Queues the invitation in the scope's transaction; the caller commits.
-pub async fn send(scope: &Scope, customer: Uuid, invitee: &Invitee, ip: Option<IpAddr>) -> Result<Outcome, DbError> {
-    let ttl = i32::try_from(INVITATION_TTL.as_secs()).unwrap_or(i32::MAX);
-    let answer: String = scope
-        .query_one(
-            "SELECT portal_invite($1, $2, $3, $4, $5, $6, $7)",
-            &[&customer, &invitee.email, &invitee.name, &invitee.role.as_str(), &random_token(), &ttl, &ip],
-        )
-        .await?
-        .get(0);
-    Ok(if answer == "member" { Outcome::AlreadyMember } else { Outcome::Sent })
-}
-
-/// Spends the sender's and the address's invitation budgets; `Some(wait)` when either is used up.
-pub async fn over_budget(db: &Db, sender: Uuid, email: &str) -> Result<Option<Duration>, AppError> {
-    let sender = sender.to_string();
-    let email = normalize_email(email);
-    for (limit, key) in [(Limit::InvitationSender, sender.as_str()), (Limit::InvitationAddress, email.as_str())] {
-        if let Err(throttled) = throttle::spend(db, limit, key).await? {
-            return Ok(Some(throttled.retry_after));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! the user's settings.
 
 pub mod admin;
+pub mod customers;
 pub mod invite;
 pub mod passkeys;
 pub mod settings;
 pub mod team;
+pub mod team_store;

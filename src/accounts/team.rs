@@ -9,7 +9,8 @@ use sailfish::TemplateSimple;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::invite::{self, InviteErrors, InviteFields, Outcome};
+use super::invite::{InviteErrors, InviteFields};
+use super::team_store::{self, MemberOrder, Outcome};
 use crate::auth::{Role, throttle};
 use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, redirect_with_flash};
@@ -43,29 +44,22 @@ struct TeamPage {
 }
 
 async fn members(cx: &CustomerScope) -> Result<Vec<Member>, AppError> {
-    Ok(cx
-        .db
-        .query(
-            "SELECT id, name, email, role, disabled_at IS NOT NULL AS disabled, email_verified_at IS NULL AS invited \
-             FROM users WHERE customer_id = $1 \
-             ORDER BY disabled_at IS NOT NULL, email_verified_at IS NULL, lower(name), email",
-            &[&cx.customer.id],
-        )
+    Ok(team_store::members(&cx.db, cx.customer.id, MemberOrder::Team)
         .await?
-        .iter()
-        .map(|r| Member {
-            id: r.get("id"),
-            name: r.get("name"),
-            email: r.get("email"),
-            role: Role::parse(r.get("role")).map_or("Unknown role", Role::label),
-            status: if r.get("disabled") {
+        .into_iter()
+        .map(|m| Member {
+            is_viewer: m.id == cx.viewer.user_id,
+            id: m.id,
+            name: m.name,
+            email: m.email,
+            role: Role::parse(&m.role).map_or("Unknown role", Role::label),
+            status: if m.disabled {
                 Status::Disabled
-            } else if r.get("invited") {
+            } else if m.invited {
                 Status::Invited
             } else {
                 Status::Active
             },
-            is_viewer: r.get::<_, Uuid>("id") == cx.viewer.user_id,
         })
         .collect())
 }
@@ -110,7 +104,7 @@ pub async fn invite(
         Ok(invitee) => invitee,
         Err(errors) => return render(cx, StatusCode::UNPROCESSABLE_ENTITY, form, errors).await,
     };
-    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+    if let Some(wait) = team_store::over_budget(&cx.db, cx.viewer.user_id, &invitee.email).await? {
         let errors = InviteErrors {
             email: Some(format!(
                 "Too many invitations were sent just now. Try again in {}.",
@@ -125,7 +119,7 @@ pub async fn invite(
         );
         return Ok(response);
     }
-    match invite::send(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await? {
+    match team_store::invite(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await? {
         Outcome::AlreadyMember => {
             let errors = InviteErrors {
                 email: Some(format!("{} is already on your team.", invitee.email)),
@@ -159,21 +153,12 @@ pub async fn resend(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&cx)?;
     let id = member_id(&path)?;
-    let row = cx
-        .db
-        .query_opt(
-            "SELECT name, email, role FROM users WHERE id = $1 AND customer_id = $2 \
-             AND email_verified_at IS NULL AND disabled_at IS NULL",
-            &[&id, &cx.customer.id],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let fields = InviteFields { name: row.get("name"), email: row.get("email"), role: row.get("role") };
+    let fields = team_store::pending_invitation(&cx.db, cx.customer.id, id).await?.ok_or(AppError::NotFound)?;
     let invitee = fields.check().map_err(|_| AppError::NotFound)?;
-    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+    if let Some(wait) = team_store::over_budget(&cx.db, cx.viewer.user_id, &invitee.email).await? {
         return Err(AppError::Throttled(wait));
     }
-    invite::send(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await?;
+    team_store::invite(&cx.db, cx.customer.id, &invitee, client_ip(&req)).await?;
     cx.db.commit().await?;
     Ok(redirect_with_flash(&state, "/team", Flash::success(format!("A new invitation was sent to {}.", invitee.email))))
 }
@@ -187,8 +172,7 @@ pub async fn withdraw(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&cx)?;
     let id = member_id(&path)?;
-    let done: bool = cx.db.query_one("SELECT portal_invitation_revoke($1, $2)", &[&id, &client_ip(&req)]).await?.get(0);
-    if !done {
+    if !team_store::withdraw(&cx.db, id, client_ip(&req)).await? {
         return Err(AppError::NotFound);
     }
     cx.db.commit().await?;
@@ -204,12 +188,7 @@ async fn set_disabled(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&cx)?;
     let id = member_id(&path)?;
-    let done: bool = cx
-        .db
-        .query_one("SELECT portal_user_set_disabled($1, $2, $3)", &[&id, &disabled, &client_ip(&req)])
-        .await?
-        .get(0);
-    if !done {
+    if !team_store::set_disabled(&cx.db, id, disabled, client_ip(&req)).await? {
         return Err(AppError::NotFound);
     }
     cx.db.commit().await?;

@@ -1,9 +1,12 @@
 //! The activity log: who did what in the customer's account, newest first.
 
+pub mod store;
+
 use actix_web::{HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
-use time::OffsetDateTime;
+
+pub use store::Entry;
 
 use crate::web::{AppError, CustomerScope, Section, Shell, html};
 
@@ -66,13 +69,6 @@ pub fn describe(action: &str) -> &str {
     }
 }
 
-pub struct Entry {
-    pub at: OffsetDateTime,
-    pub actor: String,
-    pub action: String,
-    pub ip: Option<String>,
-}
-
 #[derive(Deserialize)]
 pub struct ListQuery {
     page: Option<i64>,
@@ -89,28 +85,10 @@ struct IndexPage {
 
 pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let customer = cx.customer.id;
-    let total: i64 =
-        cx.db.query_one("SELECT count(*) FROM activity_log WHERE customer_id = $1", &[&customer]).await?.get(0);
+    let total = store::count(&cx.db, customer).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = query.page.unwrap_or(1).clamp(1, pages);
-    // Entries can be recorded after the fact (imports, other systems), so the
-    // order is by when it happened, not by when it was written.
-    let entries = cx
-        .db
-        .query(
-            "SELECT created_at, actor_label, action, host(ip) AS ip FROM activity_log \
-             WHERE customer_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            &[&customer, &PAGE_SIZE, &((page - 1) * PAGE_SIZE)],
-        )
-        .await?
-        .iter()
-        .map(|r| Entry {
-            at: r.get("created_at"),
-            actor: r.get("actor_label"),
-            action: r.get("action"),
-            ip: r.get("ip"),
-        })
-        .collect();
+    let entries = store::entries(&cx.db, customer, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
     cx.db.commit().await?;
     html(IndexPage { shell: Shell::page(&cx.viewer, "Activity", Section::Activity, cx.flash), entries, page, pages })
 }

@@ -2,6 +2,7 @@
 //! and safe redirects after sign-in. No HTTP here: the pages that use it are
 //! `signin/` and `accounts/`, and `web/` stands on it.
 
+pub mod budget;
 pub mod passkeys;
 pub mod password;
 pub mod redirect;

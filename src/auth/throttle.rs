@@ -88,7 +88,7 @@ impl Limit {
     }
 
     /// The bucket's name in `rate_limits`.
-    fn bucket(self) -> &'static str {
+    pub(crate) fn bucket(self) -> &'static str {
         match self {
             Limit::PasswordResetEmail => "password_reset_email",
             Limit::PasswordResetIp => "password_reset_ip",

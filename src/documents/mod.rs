@@ -1,15 +1,19 @@
 //! Documents: the customer's library (filters, search, keyset pages), each
 //! document's versions, uploads by customers, and downloads through
-//! single-use grants. Staff pages (`staff::documents`) use the same parts.
+//! single-use grants. Staff pages (`staff::documents`) use the same parts: the
+//! reads in `store`, `list` and `view`, the writes in `form` and `grants`, and
+//! one flow for adding a version ([`receive_version`]).
 
 pub mod content;
 pub mod form;
 pub mod grants;
 pub mod list;
+pub mod store;
 pub mod upload;
 pub mod view;
 
 use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
@@ -261,19 +265,7 @@ impl UploadLimits {
     }
 }
 
-/// The customer's orders that a document can be attached to: open ones first, then recent.
-pub async fn order_choices(db: &Scope, customer: Uuid) -> Result<Vec<(Uuid, String)>, AppError> {
-    Ok(db
-        .query(
-            "SELECT id, number || ' · ' || title FROM orders WHERE customer_id = $1 \
-             ORDER BY (status = 'open') DESC, updated_at DESC LIMIT 200",
-            &[&customer],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
-}
+pub use store::order_choices;
 
 #[derive(Deserialize)]
 pub struct NewQuery {
@@ -435,35 +427,65 @@ pub async fn add_version(
     path: web::Path<String>,
     payload: Multipart,
 ) -> Result<HttpResponse, AppError> {
-    let Some(customer) = uploader.viewer.customer.clone() else { return Err(AppError::NotFound) };
+    if uploader.viewer.customer.is_none() {
+        return Err(AppError::NotFound);
+    }
     let id = parse_id(&path)?;
     // Known and theirs before a byte is stored: a foreign id is a 404 like any other.
-    {
-        let db = uploader.open().await?;
-        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
-        db.commit().await?;
-        if !view.customer_may_add_version() {
-            return Err(AppError::Forbidden);
+    let may_add = |view: &DocumentView| {
+        if view.customer_may_add_version() { Ok(()) } else { Err(AppError::Forbidden) }
+    };
+    let page = format!("/documents/{id}");
+    match receive_version(&req, &uploader, &state, id, may_add, payload, &page).await? {
+        VersionUpload::Done(response) => Ok(response),
+        VersionUpload::Refused(status, error) => {
+            let body = show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(error)).await?;
+            html_with_status(status, body)
         }
     }
-    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
+}
+
+/// How an upload of a new version ended.
+pub enum VersionUpload {
+    /// Stored and recorded: the answer to send (to the document's page, with a flash).
+    Done(HttpResponse),
+    /// The file was refused (too large, not an allowed type …): the status and why,
+    /// for the caller's page of the document.
+    Refused(StatusCode, String),
+}
+
+/// Adding a version, for customers and staff alike: the document must be visible
+/// in the uploader's scope and pass `may_add` before a byte is stored; then the
+/// file is received, stored as the next version and recorded (or deleted again),
+/// and the answer goes to `page`.
+pub async fn receive_version(
+    req: &HttpRequest,
+    uploader: &Uploader,
+    state: &AppState,
+    document: Uuid,
+    may_add: impl FnOnce(&DocumentView) -> Result<(), AppError>,
+    payload: Multipart,
+    page: &str,
+) -> Result<VersionUpload, AppError> {
+    let customer = {
+        let db = uploader.open().await?;
+        let view = DocumentView::load(&db, document).await?.ok_or(AppError::NotFound)?;
+        db.commit().await?;
+        may_add(&view)?;
+        view.document.customer_id
+    };
+    let received = upload::receive(req, payload, &state.blobs, state.upload_max_bytes).await?;
     let file = match received.file {
         Ok(file) => file,
-        Err(e) if e.is_the_users() => {
-            let status = e.status();
-            let body =
-                show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(e.to_string())).await?;
-            return html_with_status(status, body);
-        }
+        Err(e) if e.is_the_users() => return Ok(VersionUpload::Refused(e.status(), e.to_string())),
         Err(e) => return Err(e.into()),
     };
-    store_version(&req, &uploader, &state, id, customer.id, file, &format!("/documents/{id}")).await
+    store_version(req, uploader, state, document, customer, file, page).await.map(VersionUpload::Done)
 }
 
 /// Stores a received file as the next version of `document` and records it (or
-/// deletes the object again), then answers with `page`: the customer's and the
-/// staff's version uploads end the same way.
-pub async fn store_version(
+/// deletes the object again), then answers with `page`.
+async fn store_version(
     req: &HttpRequest,
     uploader: &Uploader,
     state: &AppState,

@@ -8,8 +8,9 @@ use sailfish::TemplateSimple;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CustomerSummary, SUMMARY, summary};
-use crate::accounts::invite::{self, InviteErrors, InviteFields, Outcome};
+use crate::accounts::customers::{self, CustomerSummary};
+use crate::accounts::invite::{InviteErrors, InviteFields};
+use crate::accounts::team_store::{self, MemberOrder, Outcome};
 use crate::auth::Role;
 use crate::orders::OrderRow;
 use crate::web::client_ip;
@@ -53,41 +54,22 @@ fn customer_id(path: &str) -> Result<Uuid, AppError> {
 }
 
 async fn render(cx: StaffScope, id: Uuid, status: StatusCode, refused: Refused) -> Result<HttpResponse, AppError> {
-    let row = cx.db.query_opt(&format!("{SUMMARY} WHERE c.id = $1"), &[&id]).await?.ok_or(AppError::NotFound)?;
-    let members = cx
-        .db
-        .query(
-            "SELECT id, name, email, role, disabled_at IS NOT NULL AS disabled, email_verified_at IS NULL AS invited \
-             FROM users WHERE customer_id = $1 ORDER BY disabled_at IS NOT NULL, lower(name)",
-            &[&id],
-        )
+    let customer = customers::find(&cx.db, id).await?.ok_or(AppError::NotFound)?;
+    let members = team_store::members(&cx.db, id, MemberOrder::Staff)
         .await?
-        .iter()
-        .map(|r| Member {
-            id: r.get("id"),
-            name: r.get("name"),
-            email: r.get("email"),
-            role: Role::parse(r.get("role")).map_or("Unknown", Role::label),
-            disabled: r.get("disabled"),
-            invited: r.get("invited"),
+        .into_iter()
+        .map(|m| Member {
+            role: Role::parse(&m.role).map_or("Unknown", Role::label),
+            id: m.id,
+            name: m.name,
+            email: m.email,
+            disabled: m.disabled,
+            invited: m.invited,
         })
         .collect();
-    let domains = cx
-        .db
-        .query("SELECT domain FROM customer_domains WHERE customer_id = $1 ORDER BY domain", &[&id])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let orders = cx
-        .db
-        .query(&format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC LIMIT 50", OrderRow::SELECT), &[&id])
-        .await?
-        .iter()
-        .map(OrderRow::from_row)
-        .collect();
+    let domains = customers::domains(&cx.db, id).await?;
+    let orders = customers::recent_orders(&cx.db, id).await?;
     cx.db.commit().await?;
-    let customer = summary(&row);
     let mut response = html(CustomerPage {
         shell: Shell::page(&cx.viewer, customer.name.clone(), Section::StaffCustomers, cx.flash),
         csrf_token: cx.viewer.csrf_token.clone(),
@@ -124,13 +106,13 @@ pub async fn invite(
             return render(cx, id, StatusCode::UNPROCESSABLE_ENTITY, refused).await;
         }
     };
-    if cx.db.query_opt("SELECT 1 FROM customers WHERE id = $1 AND active", &[&id]).await?.is_none() {
+    if !customers::exists(&cx.db, id, true).await? {
         return Err(AppError::NotFound);
     }
-    if let Some(wait) = invite::over_budget(&state.db, cx.viewer.user_id, &invitee.email).await? {
+    if let Some(wait) = team_store::over_budget(&cx.db, cx.viewer.user_id, &invitee.email).await? {
         return Err(AppError::Throttled(wait));
     }
-    let outcome = invite::send(&cx.db, id, &invitee, client_ip(&req)).await?;
+    let outcome = team_store::invite(&cx.db, id, &invitee, client_ip(&req)).await?;
     if let Outcome::AlreadyMember = outcome {
         let invite_errors = InviteErrors {
             email: Some(format!("{} already has an account here.", invitee.email)),
@@ -184,17 +166,10 @@ pub async fn add_domain(
     let Some(domain) = check_domain(&form.domain) else {
         return render(cx, id, StatusCode::UNPROCESSABLE_ENTITY, refuse("Enter a domain such as acme.example.")).await;
     };
-    if cx.db.query_opt("SELECT 1 FROM customers WHERE id = $1", &[&id]).await?.is_none() {
+    if !customers::exists(&cx.db, id, false).await? {
         return Err(AppError::NotFound);
     }
-    let added = cx
-        .db
-        .query_opt(
-            "INSERT INTO customer_domains (domain, customer_id) VALUES ($1, $2) ON CONFLICT (domain) DO NOTHING RETURNING 1",
-            &[&domain, &id],
-        )
-        .await?;
-    if added.is_none() {
+    if !customers::add_domain(&cx.db, id, &domain, &cx.viewer, client_ip(&req)).await? {
         return render(
             cx,
             id,
@@ -203,13 +178,6 @@ pub async fn add_domain(
         )
         .await;
     }
-    cx.db
-        .execute(
-            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, ip, details) \
-             VALUES ($1, $2, $3, 'customer.domain_added', 'customer', $4, jsonb_build_object('domain', $5::text))",
-            &[&id, &cx.viewer.user_id, &cx.viewer.email, &client_ip(&req), &domain],
-        )
-        .await?;
     cx.db.commit().await?;
     let flash = Flash::success(format!("People with an @{domain} address can now register themselves as members."));
     Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), flash))
@@ -223,20 +191,9 @@ pub async fn remove_domain(
     CsrfForm(form): CsrfForm<DomainForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = customer_id(&path)?;
-    let removed = cx
-        .db
-        .execute("DELETE FROM customer_domains WHERE customer_id = $1 AND domain = $2", &[&id, &form.domain])
-        .await?;
-    if removed == 0 {
+    if !customers::remove_domain(&cx.db, id, &form.domain, &cx.viewer, client_ip(&req)).await? {
         return Err(AppError::NotFound);
     }
-    cx.db
-        .execute(
-            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, ip, details) \
-             VALUES ($1, $2, $3, 'customer.domain_removed', 'customer', $4, jsonb_build_object('domain', $5::text))",
-            &[&id, &cx.viewer.user_id, &cx.viewer.email, &client_ip(&req), &form.domain],
-        )
-        .await?;
     cx.db.commit().await?;
     Ok(redirect_with_flash(&state, &format!("/staff/customers/{id}"), Flash::success("The domain was removed.")))
 }
@@ -252,15 +209,8 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<HttpResponse, AppError> {
     let user = customer_id(&path)?;
-    let customer: Option<Uuid> =
-        cx.db.query_opt("SELECT customer_id FROM users WHERE id = $1", &[&user]).await?.and_then(|r| r.get(0));
-    let customer = customer.ok_or(AppError::NotFound)?;
-    let done: bool = cx
-        .db
-        .query_one("SELECT portal_user_set_disabled($1, $2, $3)", &[&user, &disabled, &client_ip(&req)])
-        .await?
-        .get(0);
-    if !done {
+    let customer = team_store::customer_of(&cx.db, user).await?.ok_or(AppError::NotFound)?;
+    if !team_store::set_disabled(&cx.db, user, disabled, client_ip(&req)).await? {
         return Err(AppError::NotFound);
     }
     cx.db.commit().await?;
@@ -399,28 +349,14 @@ pub async fn create(
     if errors.name.is_some() || errors.slug.is_some() || errors.contact.is_some() {
         return refuse(cx, form, errors);
     }
-    let inserted = cx
-        .db
-        .query_opt(
-            "INSERT INTO customers (name, slug) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING RETURNING id",
-            &[&name, &slug],
-        )
-        .await?;
-    let Some(id) = inserted.map(|row| row.get::<_, Uuid>(0)) else {
+    let ip = client_ip(&req);
+    let Some(id) = customers::create(&cx.db, &name, &slug, &cx.viewer, ip).await? else {
         errors.slug = Some("Another customer already has this short name. Choose another.");
         return refuse(cx, form, errors);
     };
-    let ip = client_ip(&req);
-    cx.db
-        .execute(
-            "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, ip) \
-             VALUES ($1, $2, $3, 'customer.created', 'customer', $1, $4)",
-            &[&id, &cx.viewer.user_id, &cx.viewer.email, &ip],
-        )
-        .await?;
     let mut text = format!("{name} was created.");
     if let Some(invitee) = &invitee {
-        invite::send(&cx.db, id, invitee, ip).await?;
+        team_store::invite(&cx.db, id, invitee, ip).await?;
         text = format!("{name} was created and {} was invited as its admin.", invitee.email);
     }
     cx.db.commit().await?;

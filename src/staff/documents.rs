@@ -12,15 +12,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::Viewer;
-use crate::db::{DbError, Scope};
+use crate::db::Scope;
 use crate::documents::form::{self, DocumentForm, TYPES};
 use crate::documents::list::{self, Filters};
+use crate::documents::store::{self, ClientDownloads, customer_choices, open_orders, order_choices};
 use crate::documents::view::DocumentView;
-use crate::documents::{DownloadForm, Empty, TablePart, UploadLimits, grants, order_choices, upload};
+use crate::documents::{DownloadForm, Empty, TablePart, UploadLimits, VersionUpload, grants, upload};
 use crate::orders::list::Cursor;
 use crate::web::{
     AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, Uploader, encode_query_value, html,
@@ -37,36 +37,6 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
 
 fn parse_optional(raw: Option<&str>) -> Option<Uuid> {
     raw.and_then(|s| Uuid::parse_str(s.trim()).ok())
-}
-
-/// Every customer, for the filter and the upload form: `(id, name)`, inactive ones marked.
-pub async fn customer_choices(db: &Scope) -> Result<Vec<(Uuid, String)>, DbError> {
-    Ok(db
-        .query(
-            "SELECT id, name || CASE WHEN active THEN '' ELSE ' (inactive)' END FROM customers \
-             ORDER BY lower(name), id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
-}
-
-/// Open orders of every customer, labelled with the customer: the order choices
-/// before a customer is chosen.
-async fn open_orders(db: &Scope) -> Result<Vec<(Uuid, String)>, DbError> {
-    Ok(db
-        .query(
-            "SELECT o.id, c.name || ' · ' || o.number || ' · ' || o.title FROM orders o \
-             JOIN customers c ON c.id = o.customer_id WHERE o.status = 'open' \
-             ORDER BY lower(c.name), o.updated_at DESC LIMIT 500",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -270,7 +240,7 @@ pub async fn new_form(
         && let Some(order) = order
     {
         // Coming from an order: its customer is the one.
-        customer = cx.db.query_opt("SELECT customer_id FROM orders WHERE id = $1", &[&order]).await?.map(|r| r.get(0));
+        customer = store::order_customer(&cx.db, order).await?;
     }
     let form = DocumentForm {
         doc_type: "report".into(),
@@ -301,15 +271,14 @@ async fn refuse(
 async fn known_customer(uploader: &Uploader, raw: &str) -> Result<Option<(Uuid, String)>, AppError> {
     let Ok(id) = Uuid::parse_str(raw.trim()) else { return Ok(None) };
     let db = uploader.open().await?;
-    let found = db.query_opt("SELECT name FROM customers WHERE id = $1", &[&id]).await?.map(|r| (id, r.get(0)));
+    let found = store::customer_name(&db, id).await?.map(|name| (id, name));
     db.commit().await?;
     Ok(found)
 }
 
 async fn order_of_customer(uploader: &Uploader, order: Uuid, customer: Uuid) -> Result<bool, AppError> {
     let db = uploader.open().await?;
-    let found =
-        db.query_opt("SELECT 1 FROM orders WHERE id = $1 AND customer_id = $2", &[&order, &customer]).await?.is_some();
+    let found = store::is_order_of(&db, order, customer).await?;
     db.commit().await?;
     Ok(found)
 }
@@ -380,60 +349,6 @@ pub async fn create(
 // ---------------------------------------------------------------------------
 // One document.
 
-/// Whether the client got the document: their downloads, not the staff's.
-pub struct ClientDownloads {
-    pub count: i64,
-    /// Of the latest version.
-    pub latest_count: i64,
-    /// When, who and which version, for the most recent one.
-    pub last: Option<(OffsetDateTime, String, i32)>,
-}
-
-impl ClientDownloads {
-    /// A download by one of the customer's users. One by an account deleted since is
-    /// not counted: it may have been a colleague's, and "not yet" prompts a follow-up
-    /// where a wrong "yes" would not.
-    const CLIENT: &'static str = "FROM document_downloads dl JOIN document_versions v ON v.id = dl.version_id \
-        JOIN users u ON u.id = dl.user_id WHERE dl.document_id = $1 AND u.customer_id IS NOT NULL";
-
-    async fn load(db: &Scope, document: Uuid) -> Result<Self, DbError> {
-        let counts = db
-            .query_one(
-                &format!(
-                    "SELECT count(*) AS n, count(*) FILTER (WHERE v.version = \
-                     (SELECT max(version) FROM document_versions WHERE document_id = $1)) AS latest_n {}",
-                    Self::CLIENT
-                ),
-                &[&document],
-            )
-            .await?;
-        let last = db
-            .query_opt(
-                &format!(
-                    "SELECT dl.downloaded_at, u.name, v.version {} \
-                     ORDER BY dl.downloaded_at DESC, dl.id DESC LIMIT 1",
-                    Self::CLIENT
-                ),
-                &[&document],
-            )
-            .await?
-            .map(|r| (r.get("downloaded_at"), r.get("name"), r.get("version")));
-        Ok(ClientDownloads { count: counts.get("n"), latest_count: counts.get("latest_n"), last })
-    }
-
-    /// "Downloaded by the client 3 times, last on …" or "Not yet downloaded by the client".
-    pub fn summary(&self) -> String {
-        match &self.last {
-            Some((at, name, version)) if self.count > 0 => format!(
-                "Downloaded by the client {}, last on {} by {name} (v{version})",
-                if self.count == 1 { "once".to_owned() } else { format!("{} times", self.count) },
-                crate::format::datetime(*at)
-            ),
-            _ => "Not yet downloaded by the client".to_owned(),
-        }
-    }
-}
-
 #[derive(TemplateSimple)]
 #[template(path = "staff/documents/show.stpl")]
 struct ShowPage {
@@ -489,26 +404,15 @@ pub async fn add_version(
         return Err(AppError::Forbidden);
     }
     let id = parse_id(&path)?;
-    // Known before a byte is stored.
-    let customer = {
-        let db = uploader.open().await?;
-        let view = DocumentView::load(&db, id).await?.ok_or(AppError::NotFound)?;
-        db.commit().await?;
-        view.document.customer_id
-    };
-    let received = upload::receive(&req, payload, &state.blobs, state.upload_max_bytes).await?;
-    let file = match received.file {
-        Ok(file) => file,
-        Err(e) if e.is_the_users() => {
-            let status = e.status();
-            let body =
-                show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(e.to_string())).await?;
-            return html_with_status(status, body);
+    // Staff may add a version to any document they can see, whoever uploaded it.
+    let page = format!("/staff/documents/{id}");
+    match crate::documents::receive_version(&req, &uploader, &state, id, |_| Ok(()), payload, &page).await? {
+        VersionUpload::Done(response) => Ok(response),
+        VersionUpload::Refused(status, error) => {
+            let body = show_page(uploader.open().await?, &uploader.viewer, &state, id, None, Some(error)).await?;
+            html_with_status(status, body)
         }
-        Err(e) => return Err(e.into()),
-    };
-    crate::documents::store_version(&req, &uploader, &state, id, customer, file, &format!("/staff/documents/{id}"))
-        .await
+    }
 }
 
 pub async fn download(
@@ -530,10 +434,9 @@ pub async fn revoke_link(
     let (id, grant) = path.into_inner();
     let (id, grant) = (parse_id(&id)?, parse_id(&grant)?);
     // A link of another document is not this page's to revoke.
-    cx.db
-        .query_opt("SELECT 1 FROM download_grants WHERE id = $1 AND document_id = $2", &[&grant, &id])
-        .await?
-        .ok_or(AppError::NotFound)?;
+    if !store::is_grant_of(&cx.db, grant, id).await? {
+        return Err(AppError::NotFound);
+    }
     let revoked = grants::revoke(&cx.db, id, grant, cx.viewer.user_id).await?;
     cx.db.commit().await?;
     let flash = if revoked {
