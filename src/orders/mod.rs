@@ -1,7 +1,10 @@
 //! Orders and projects: the list, the order page with its stage timeline.
 
+pub mod detail;
+pub mod edit;
 pub mod list;
 pub mod moves;
+pub mod staff_list;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -106,6 +109,16 @@ impl OrderRow {
             (Some(carrier), Some(number)) => Some((carrier, number, row.try_get("tracking_url")?)),
             _ => None,
         })
+    }
+
+    /// The status as staff put it ("waiting on the customer", not "needs your action").
+    pub fn staff_badge(&self) -> (&'static str, &'static str) {
+        match self.status.as_str() {
+            "completed" => ("badge badge-success", "Completed"),
+            "cancelled" => ("badge badge-muted", "Cancelled"),
+            _ if self.awaits_customer => ("badge badge-warning", "Waiting on customer"),
+            _ => ("badge", "Open"),
+        }
     }
 
     pub fn status_badge(&self) -> (&'static str, &'static str) {
