@@ -26,6 +26,19 @@ pub fn money(cents: i64, currency: &str) -> String {
     if symbol.is_empty() { format!("{sign}{amount} {currency}") } else { format!("{sign}{symbol}{amount}") }
 }
 
+/// 2000 → "2,000".
+pub fn group(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `12 Nov 2026`.
 pub fn date(d: Date) -> String {
     format!("{} {} {}", d.day(), MONTHS[usize::from(u8::from(d.month())) - 1], d.year())
@@ -97,6 +110,14 @@ pub fn width_class(part: i64, whole: i64) -> &'static str {
 mod tests {
     use super::*;
     use time::macros::{date, datetime};
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(group(7), "7");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(4000), "4,000");
+        assert_eq!(group(1234567), "1,234,567");
+    }
 
     #[test]
     fn money_reads_naturally() {

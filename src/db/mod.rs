@@ -5,6 +5,8 @@
 
 mod conn;
 mod door;
+pub mod keyset;
+mod query;
 mod scope;
 
 use std::str::FromStr;
@@ -13,6 +15,7 @@ use bb8::CustomizeConnection;
 
 pub use conn::{Conn, Manager};
 pub use door::{Door, NewSession};
+pub use query::Query;
 pub use scope::Scope;
 
 pub type Pool = bb8::Pool<Manager>;
@@ -218,29 +221,5 @@ mod tests {
     fn search_text_is_literal() {
         assert_eq!(super::like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
         assert_eq!(super::like_pattern(""), "%%");
-    }
-}
-
-/// SQL text and its parameters, numbered as they are bound: for the lists whose
-/// WHERE clause depends on which filters are set. Values are always parameters.
-#[derive(Default)]
-pub struct Query {
-    pub sql: String,
-    params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
-}
-
-impl Query {
-    pub fn new(sql: &str) -> Self {
-        Query { sql: sql.to_owned(), params: Vec::new() }
-    }
-
-    /// Adds a parameter and returns its placeholder (`$1`, `$2`, …).
-    pub fn bind(&mut self, value: impl tokio_postgres::types::ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(value));
-        format!("${}", self.params.len())
-    }
-
-    pub fn refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
     }
 }

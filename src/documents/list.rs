@@ -9,8 +9,8 @@ use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::db::keyset::{self, Cursor, Spelling};
 use crate::db::{DbError, Query, Scope};
-use crate::orders::list::{Cursor, encode};
 
 pub const PAGE_SIZE: usize = 25;
 pub const COUNT_CAP: i64 = 1000;
@@ -126,44 +126,36 @@ async fn search(db: &Scope, filters: &Filters) -> Result<Search, DbError> {
     Ok(if ids.len() > SEARCH_IDS_MAX as usize { Search::Inline(query) } else { Search::Ids(ids) })
 }
 
-fn filtered(filters: &Filters, search: &Search) -> Query {
-    let mut q = Query::new(" WHERE true");
+/// The WHERE clause the count and the page share, appended to `q`.
+fn filtered(q: &mut Query, filters: &Filters, search: &Search) {
+    q.push_sql(" WHERE true");
     if let Some(customer) = filters.customer {
-        let customer = q.bind(customer);
-        q.sql.push_str(&format!(" AND d.customer_id = {customer}"));
+        q.and("d.customer_id =", customer);
     }
     if let Some(doc_type) = filters.doc_type {
-        let doc_type = q.bind(doc_type.to_owned());
-        q.sql.push_str(&format!(" AND d.doc_type = {doc_type}"));
+        q.and("d.doc_type =", doc_type.to_owned());
     }
     if let Some(order) = filters.order {
-        let order = q.bind(order);
-        q.sql.push_str(&format!(" AND d.order_id = {order}"));
+        q.and("d.order_id =", order);
     }
     if let Some(from) = filters.from {
-        let from = q.bind(from.midnight().assume_utc());
-        q.sql.push_str(&format!(" AND d.updated_at >= {from}"));
+        q.and("d.updated_at >=", from.midnight().assume_utc());
     }
     if let Some(to) = filters.to.and_then(|d| d.next_day()) {
-        let to = q.bind(to.midnight().assume_utc());
-        q.sql.push_str(&format!(" AND d.updated_at < {to}"));
+        q.and("d.updated_at <", to.midnight().assume_utc());
     }
     if let Some(tag) = &filters.tag {
-        let tag = q.bind(vec![tag.clone()]);
-        q.sql.push_str(&format!(" AND d.tags @> {tag}::text[]"));
+        q.and("d.tags @>", vec![tag.clone()]).push_sql("::text[]");
     }
     match search {
         Search::None => {}
         Search::Ids(ids) => {
-            let ids = q.bind(ids.clone());
-            q.sql.push_str(&format!(" AND d.id = ANY({ids})"));
+            q.push_sql(" AND d.id = ANY(").bind(ids.clone()).push_sql(")");
         }
         Search::Inline(query) => {
-            let query = q.bind(query.clone());
-            q.sql.push_str(&format!(" AND d.search @@ to_tsquery('english', {query})"));
+            q.push_sql(" AND d.search @@ to_tsquery('english', ").bind(query.clone()).push_sql(")");
         }
     }
-    q
 }
 
 fn key_of(row: &DocumentRow) -> String {
@@ -176,41 +168,40 @@ fn parse_key(key: &str) -> Option<OffsetDateTime> {
 
 pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page, DbError> {
     let search = search(db, filters).await?;
-    let mut count = filtered(filters, &search);
-    count.sql = format!("SELECT count(*) FROM (SELECT 1 FROM documents d{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
-    let total: i64 = db.query_one(&count.sql, &count.refs()).await?.get(0);
+    let mut count = Query::new("SELECT count(*) FROM (SELECT 1 FROM documents d");
+    filtered(&mut count, filters, &search);
+    count.limit(COUNT_CAP as usize + 1).push_sql(") capped");
+    let total: i64 = count.fetch_one(db).await?.get(0);
 
-    let mut q = filtered(filters, &search);
-    let backwards = matches!(cursor, Cursor::Before(..));
+    let mut q = Query::new(DocumentRow::SELECT);
+    filtered(&mut q, filters, &search);
+    let backwards = cursor.backwards();
     let edge = match cursor {
         Cursor::First => None,
         Cursor::After(key, id) | Cursor::Before(key, id) => parse_key(key).map(|at| (at, *id)),
     };
     if let Some((at, id)) = edge {
-        let op = if backwards { ">" } else { "<" };
-        let (at, id) = (q.bind(at), q.bind(id));
-        q.sql.push_str(&format!(" AND (d.updated_at, d.id) {op} ({at}, {id})"));
+        let op = if backwards { " > " } else { " < " };
+        q.push_sql(" AND (d.updated_at, d.id)")
+            .push_sql(op)
+            .push_sql("(")
+            .bind(at)
+            .push_sql(", ")
+            .bind(id)
+            .push_sql(")");
     }
-    let direction = if backwards { "ASC" } else { "DESC" };
-    let sql = format!(
-        "{}{} ORDER BY d.updated_at {direction}, d.id {direction} LIMIT {}",
-        DocumentRow::SELECT,
-        q.sql,
-        PAGE_SIZE + 1
-    );
-    let mut rows = db.query(&sql, &q.refs()).await?;
+    let direction = if backwards { " ASC" } else { " DESC" };
+    q.push_sql(" ORDER BY d.updated_at").push_sql(direction).push_sql(", d.id").push_sql(direction);
+    q.limit(PAGE_SIZE + 1);
+    let mut rows = q.fetch(db).await?;
     let more = rows.len() > PAGE_SIZE;
     rows.truncate(PAGE_SIZE);
     if backwards {
         rows.reverse();
     }
     let rows: Vec<DocumentRow> = rows.iter().map(DocumentRow::from_row).collect();
-    let (has_newer, has_older) = match cursor {
-        Cursor::First => (false, more),
-        Cursor::After(..) => (true, more),
-        Cursor::Before(..) => (more, true),
-    };
-    let cursor_of = |row: &DocumentRow| encode(&key_of(row), row.id);
+    let (has_newer, has_older) = cursor.neighbours(more);
+    let cursor_of = |row: &DocumentRow| keyset::encode(Spelling::Tilde, &key_of(row), row.id);
     Ok(Page {
         newer: rows.first().filter(|_| has_newer).map(cursor_of),
         older: rows.last().filter(|_| has_older).map(cursor_of),

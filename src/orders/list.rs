@@ -8,12 +8,15 @@
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::db::keyset::{self, Spelling};
 use crate::db::{DbError, Query, Scope};
 use crate::orders::OrderRow;
 
 pub const PAGE_SIZE: usize = 25;
 /// Totals above this show as "1,000+": counting 100,000 rows on every page view buys nothing.
 pub const COUNT_CAP: i64 = 1000;
+/// How far the count reads: one row past the cap.
+const COUNT_CAP_ROWS: usize = COUNT_CAP as usize + 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sort {
@@ -101,34 +104,29 @@ enum Key {
     Text(String),
 }
 
-/// Where a page starts: after a row, before a row, or at the top.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cursor {
-    First,
-    After(String, Uuid),
-    Before(String, Uuid),
-}
-
-impl Cursor {
-    /// `key~id`, as the links carry it. Anything malformed starts at the top.
-    pub fn parse(after: Option<&str>, before: Option<&str>) -> Cursor {
-        let split = |s: &str| {
-            let (key, id) = s.rsplit_once('~')?;
-            let id = Uuid::try_parse(id).ok()?;
-            (!key.is_empty() && key.len() <= 64).then(|| (key.to_owned(), id))
-        };
-        if let Some((key, id)) = after.and_then(split) {
-            Cursor::After(key, id)
-        } else if let Some((key, id)) = before.and_then(split) {
-            Cursor::Before(key, id)
-        } else {
-            Cursor::First
+impl Key {
+    /// Binds the key as the sort's SQL expression compares it.
+    fn bind(self, q: &mut Query) {
+        match self {
+            Key::Time(at) => {
+                q.bind(at);
+            }
+            Key::Date(date) => {
+                q.push_sql("coalesce(").bind(date).push_sql("::date, 'infinity'::date)");
+            }
+            Key::Text(text) => {
+                q.bind(text);
+            }
         }
     }
 }
 
+/// Where a page starts: the one keyset cursor, spelled `key~id` in links.
+pub use crate::db::keyset::Cursor;
+
+/// A row's position as the page links carry it.
 pub fn encode(key: &str, id: Uuid) -> String {
-    format!("{key}~{id}")
+    keyset::encode(Spelling::Tilde, &key.to_owned(), id)
 }
 
 pub struct Filters {
@@ -169,103 +167,89 @@ async fn search(db: &Scope, text: &str) -> Result<Search, DbError> {
         return Ok(Search::None);
     }
     let pattern = crate::db::like_pattern(text);
-    let ids: Vec<Uuid> = db
-        .query("SELECT portal_order_search($1, $2)", &[&pattern, &(SEARCH_IDS_MAX + 1)])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut ids: Vec<Uuid> = Vec::new();
+    for row in db.query("SELECT portal_order_search($1, $2)", &[&pattern, &(SEARCH_IDS_MAX + 1)]).await? {
+        ids.push(row.try_get(0)?);
+    }
     Ok(if ids.len() > SEARCH_IDS_MAX as usize { Search::Pattern(pattern) } else { Search::Ids(ids) })
 }
 
-/// The WHERE clause every part of the page shares. The customer_id condition
-/// repeats what row-level security enforces, so the planner picks the indexes.
-fn filtered(filters: &Filters, search: &Search) -> Query {
-    let mut q = Query::default();
-    let customer = q.bind(filters.customer);
-    q.sql = format!(" WHERE o.customer_id = {customer}");
+/// The WHERE clause every part of the page shares, appended to `q`. The customer_id
+/// condition repeats what row-level security enforces, so the planner picks the indexes.
+fn filtered(q: &mut Query, filters: &Filters, search: &Search) {
+    q.push_sql(" WHERE o.customer_id = ").bind(filters.customer);
     if filters.status != "all" {
-        let status = q.bind(filters.status.to_owned());
-        q.sql.push_str(&format!(" AND o.status = {status}"));
+        q.and("o.status =", filters.status.to_owned());
     }
     if let Some(stage) = filters.stage {
-        let stage = q.bind(stage);
-        q.sql.push_str(&format!(" AND o.stage_id = {stage}"));
+        q.and("o.stage_id =", stage);
     }
     match search {
         Search::None => {}
         Search::Ids(ids) => {
-            let ids = q.bind(ids.clone());
-            q.sql.push_str(&format!(" AND o.id = ANY({ids})"));
+            q.push_sql(" AND o.id = ANY(").bind(ids.clone()).push_sql(")");
         }
         Search::Pattern(pattern) => {
-            let pattern = q.bind(pattern.clone());
-            q.sql.push_str(&format!(" AND portal_order_search_text(o.number, o.title, o.reference) ILIKE {pattern}"));
+            q.and("portal_order_search_text(o.number, o.title, o.reference) ILIKE", pattern.clone());
         }
     }
-    q
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page, DbError> {
     let sort = filters.sort;
     let search = search(db, &filters.search).await?;
     let unfiltered = filters.status == "all" && filters.stage.is_none();
     // Thousands match and nothing else narrows them: more than the cap, without counting.
     let uncounted = matches!(search, Search::Pattern(_)) && unfiltered;
-    let mut count = filtered(filters, &search);
-    count.sql = format!("SELECT count(*) FROM (SELECT 1 FROM orders o{} LIMIT {}) capped", count.sql, COUNT_CAP + 1);
+    let mut count = Query::new("SELECT count(*) FROM (SELECT 1 FROM orders o");
+    filtered(&mut count, filters, &search);
+    count.limit(COUNT_CAP_ROWS).push_sql(") capped");
     let total = async {
         if uncounted {
             return Ok(COUNT_CAP + 1);
         }
-        Ok::<i64, DbError>(db.query_one(&count.sql, &count.refs()).await?.get(0))
+        Ok::<i64, DbError>(count.fetch_one(db).await?.try_get(0)?)
     };
 
-    let mut q = filtered(filters, &search);
+    let mut q = Query::new(OrderRow::SELECT);
+    filtered(&mut q, filters, &search);
     // Reading backwards (towards newer pages) flips the comparison and the order; rows are reversed after.
-    let backwards = matches!(cursor, Cursor::Before(..));
+    let backwards = cursor.backwards();
     let edge = match cursor {
         Cursor::First => None,
         // A key that does not parse for this sort (tampered, or from another sort) starts at the top.
         Cursor::After(key, id) | Cursor::Before(key, id) => sort.parse_key(key).map(|key| (key, *id)),
     };
     if let Some((key, id)) = edge {
+        // Ascending sorts read forwards with `>`, descending ones with `<`; backwards flips it.
         let forward_less = sort.descending() != backwards;
-        let op = if forward_less { "<" } else { ">" };
-        let key = match key {
-            Key::Time(at) => q.bind(at),
-            Key::Date(date) => format!("coalesce({}::date, 'infinity'::date)", q.bind(date)),
-            Key::Text(text) => q.bind(text),
-        };
+        let op = if forward_less { " < " } else { " > " };
         if sort.tie_break() {
-            let id = q.bind(id);
-            q.sql.push_str(&format!(" AND ({}, o.id) {op} ({key}, {id})", sort.key()));
+            q.push_sql(" AND (").push_sql(sort.key()).push_sql(", o.id)").push_sql(op).push_sql("(");
+            key.bind(&mut q);
+            q.push_sql(", ").bind(id).push_sql(")");
         } else {
-            q.sql.push_str(&format!(" AND {} {op} {key}", sort.key()));
+            q.push_sql(" AND ").push_sql(sort.key()).push_sql(op);
+            key.bind(&mut q);
         }
     }
-    let direction = if sort.descending() != backwards { "DESC" } else { "ASC" };
-    let order = if sort.tie_break() {
-        format!("{} {direction}, o.id {direction}", sort.key())
-    } else {
-        format!("{} {direction}", sort.key())
-    };
-    let sql = format!("{}{} ORDER BY {order} LIMIT {}", OrderRow::SELECT, q.sql, PAGE_SIZE + 1);
+    let direction = if sort.descending() != backwards { " DESC" } else { " ASC" };
+    q.push_sql(" ORDER BY ").push_sql(sort.key()).push_sql(direction);
+    if sort.tie_break() {
+        q.push_sql(", o.id").push_sql(direction);
+    }
+    q.limit(PAGE_SIZE + 1);
     // The count and the page are sent together: one round trip to the database, not two.
-    let params = q.refs();
-    let (total, mut rows) = tokio::try_join!(total, db.query(&sql, &params))?;
+    let (total, mut rows) = tokio::try_join!(total, q.fetch(db))?;
     let more = rows.len() > PAGE_SIZE;
     rows.truncate(PAGE_SIZE);
     if backwards {
         rows.reverse();
     }
-    let rows: Vec<OrderRow> = rows.iter().map(OrderRow::from_row).collect();
+    let rows = rows.iter().map(OrderRow::try_from_row).collect::<Result<Vec<_>, _>>()?;
     let cursor_of = |row: &OrderRow| encode(&sort.key_of(row), row.id);
-    let (has_newer, has_older) = match cursor {
-        Cursor::First => (false, more),
-        Cursor::After(..) => (true, more),
-        Cursor::Before(..) => (more, true),
-    };
+    let (has_newer, has_older) = cursor.neighbours(more);
     Ok(Page {
         newer: rows.first().filter(|_| has_newer).map(cursor_of),
         older: rows.last().filter(|_| has_older).map(cursor_of),
@@ -280,6 +264,7 @@ pub struct StageGroup {
     pub stages: Vec<(Uuid, String)>,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn stage_groups(db: &Scope, customer: Uuid) -> Result<Vec<StageGroup>, DbError> {
     let rows = db
         .query(
@@ -293,12 +278,12 @@ pub async fn stage_groups(db: &Scope, customer: Uuid) -> Result<Vec<StageGroup>,
         .await?;
     let mut groups: Vec<(Uuid, StageGroup)> = Vec::new();
     for row in &rows {
-        let workflow: Uuid = row.get("workflow_id");
+        let workflow: Uuid = row.try_get("workflow_id")?;
         if groups.last().is_none_or(|(id, _)| *id != workflow) {
-            groups.push((workflow, StageGroup { workflow: row.get("workflow"), stages: Vec::new() }));
+            groups.push((workflow, StageGroup { workflow: row.try_get("workflow")?, stages: Vec::new() }));
         }
         if let Some((_, group)) = groups.last_mut() {
-            group.stages.push((row.get("id"), row.get("name")));
+            group.stages.push((row.try_get("id")?, row.try_get("name")?));
         }
     }
     Ok(groups.into_iter().map(|(_, g)| g).collect())

@@ -1,7 +1,10 @@
 //! Orders and projects: the list, the order page with its stage timeline.
 
+pub mod detail;
+pub mod edit;
 pub mod list;
 pub mod moves;
+pub mod staff_list;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,6 +40,24 @@ impl OrderRow {
          (SELECT count(*) FROM workflow_stages ws WHERE ws.workflow_id = o.workflow_id) AS stage_count \
          FROM orders o JOIN workflow_stages s ON s.id = o.stage_id";
 
+    /// A row of [`OrderRow::SELECT`]; a column missing or of another type is an error, not a panic.
+    pub fn try_from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(OrderRow {
+            id: row.try_get("id")?,
+            number: row.try_get("number")?,
+            title: row.try_get("title")?,
+            reference: row.try_get("reference")?,
+            stage: row.try_get("stage")?,
+            stage_position: row.try_get("stage_position")?,
+            stage_count: row.try_get("stage_count")?,
+            awaits_customer: row.try_get("awaits_customer")?,
+            status: row.try_get("status")?,
+            expected_on: row.try_get("expected_on")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// Like [`OrderRow::try_from_row`], for the lists of other areas that read rows with `get`.
     pub fn from_row(row: &Row) -> Self {
         OrderRow {
             id: row.get("id"),
@@ -77,6 +98,26 @@ impl OrderRow {
         match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
             (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
             _ => None,
+        }
+    }
+
+    /// Like [`OrderRow::tracking`], reading the columns with `try_get`.
+    pub fn try_tracking(row: &Row) -> Result<Option<(String, String, Option<String>)>, DbError> {
+        let carrier: Option<String> = row.try_get("tracking_carrier")?;
+        let number: Option<String> = row.try_get("tracking_number")?;
+        Ok(match (carrier, number) {
+            (Some(carrier), Some(number)) => Some((carrier, number, row.try_get("tracking_url")?)),
+            _ => None,
+        })
+    }
+
+    /// The status as staff put it ("waiting on the customer", not "needs your action").
+    pub fn staff_badge(&self) -> (&'static str, &'static str) {
+        match self.status.as_str() {
+            "completed" => ("badge badge-success", "Completed"),
+            "cancelled" => ("badge badge-muted", "Cancelled"),
+            _ if self.awaits_customer => ("badge badge-warning", "Waiting on customer"),
+            _ => ("badge", "Open"),
         }
     }
 
@@ -137,11 +178,11 @@ fn list_link(filters: &list::Filters, cursor: (&str, &str)) -> String {
 
 fn total_label(total: i64, filtered: bool) -> String {
     let count = if total > list::COUNT_CAP {
-        format!("More than {} orders", moves::group(list::COUNT_CAP as usize))
+        format!("More than {} orders", format::group(list::COUNT_CAP as usize))
     } else if total == 1 {
         "1 order".to_owned()
     } else {
-        format!("{} orders", moves::group(usize::try_from(total).unwrap_or(0)))
+        format!("{} orders", format::group(usize::try_from(total).unwrap_or(0)))
     };
     match (filtered, total == 1) {
         (false, _) => count,
@@ -150,12 +191,14 @@ fn total_label(total: i64, filtered: bool) -> String {
     }
 }
 
-fn status_filter(s: Option<&str>) -> &'static str {
+/// The status filter of every order list: `open`, `completed`, `cancelled` or `all`; `None` for anything else.
+pub fn status_filter(s: &str) -> Option<&'static str> {
     match s {
-        Some("completed") => "completed",
-        Some("cancelled") => "cancelled",
-        Some("all") => "all",
-        _ => "open",
+        "open" => Some("open"),
+        "completed" => Some("completed"),
+        "cancelled" => Some("cancelled"),
+        "all" => Some("all"),
+        _ => None,
     }
 }
 
@@ -164,7 +207,7 @@ pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<Ht
     let asked_stage = query.stage.as_deref().and_then(|s| Uuid::try_parse(s.trim()).ok());
     let mut filters = list::Filters {
         customer,
-        status: status_filter(query.status.as_deref()),
+        status: query.status.as_deref().and_then(status_filter).unwrap_or("open"),
         stage: None,
         search: query.q.as_deref().unwrap_or("").trim().chars().take(100).collect(),
         sort: list::Sort::parse(query.sort.as_deref()),
