@@ -2,11 +2,13 @@
 //! and safe redirects after sign-in. No HTTP here: the pages that use it are
 //! `signin/` and `accounts/`, and `web/` stands on it.
 
+pub mod api_tokens;
 pub mod budget;
 pub mod passkeys;
 pub mod password;
 pub mod redirect;
 pub mod session;
+pub mod staff_passkeys;
 pub mod strength;
 pub mod throttle;
 pub mod tokens;

@@ -11,34 +11,15 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use sailfish::TemplateSimple;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::auth::new_token;
 use crate::auth::Role;
-use crate::db::Scope;
+use crate::auth::api_tokens::{self, IntegrationRow, new_token};
 use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
 
 pub const PAGE: &str = "/staff/integrations";
 const NAME_MAX: usize = 100;
-
-pub struct TokenRow {
-    pub id: Uuid,
-    pub prefix: String,
-    pub created_at: OffsetDateTime,
-    pub created_by: Option<String>,
-    pub last_used_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-pub struct IntegrationRow {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: OffsetDateTime,
-    pub disabled: bool,
-    pub tokens: Vec<TokenRow>,
-}
 
 /// A token just made: shown on this one page, then never again.
 pub struct NewlyMade {
@@ -57,48 +38,6 @@ struct IntegrationsPage {
     /// The create form as typed, and what is wrong with it.
     name: String,
     name_error: Option<String>,
-}
-
-async fn integrations(db: &Scope) -> Result<Vec<IntegrationRow>, AppError> {
-    let mut list: Vec<IntegrationRow> = db
-        .query(
-            "SELECT id, name, created_at, disabled_at IS NOT NULL AS disabled FROM users WHERE integration \
-             ORDER BY lower(name), id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| IntegrationRow {
-            id: r.get("id"),
-            name: r.get("name"),
-            created_at: r.get("created_at"),
-            disabled: r.get("disabled"),
-            tokens: Vec::new(),
-        })
-        .collect();
-    // The hash is not even selectable by staff; the prefix is what identifies a token.
-    let tokens = db
-        .query(
-            "SELECT t.id, t.user_id, t.prefix, t.created_at, t.last_used_at, t.revoked_at, u.name AS created_by \
-             FROM api_tokens t JOIN users i ON i.id = t.user_id AND i.integration \
-             LEFT JOIN users u ON u.id = t.created_by ORDER BY t.created_at DESC, t.id",
-            &[],
-        )
-        .await?;
-    for t in &tokens {
-        let owner: Uuid = t.get("user_id");
-        if let Some(integration) = list.iter_mut().find(|i| i.id == owner) {
-            integration.tokens.push(TokenRow {
-                id: t.get("id"),
-                prefix: t.get("prefix"),
-                created_at: t.get("created_at"),
-                created_by: t.get("created_by"),
-                last_used_at: t.get("last_used_at"),
-                revoked_at: t.get("revoked_at"),
-            });
-        }
-    }
-    Ok(list)
 }
 
 fn page(cx: &StaffScope, flash: Option<Flash>, integrations: Vec<IntegrationRow>) -> IntegrationsPage {
@@ -122,7 +61,7 @@ fn once(status: StatusCode, page: IntegrationsPage) -> Result<HttpResponse, AppE
 }
 
 pub async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
-    let list = integrations(&cx.db).await?;
+    let list = api_tokens::integrations(&cx.db).await?;
     let flash = cx.flash.clone();
     let page = page(&cx, flash, list);
     cx.db.commit().await?;
@@ -152,7 +91,7 @@ pub async fn create(
         _ => None,
     };
     if let Some(problem) = problem {
-        let list = integrations(&cx.db).await?;
+        let list = api_tokens::integrations(&cx.db).await?;
         let mut refused = page(&cx, None, list);
         refused.name = form.name.clone();
         refused.name_error = Some(problem);
@@ -160,18 +99,10 @@ pub async fn create(
         return once(StatusCode::UNPROCESSABLE_ENTITY, refused);
     }
     let made = new_token();
-    let created: Option<Uuid> = cx
-        .db
-        .query_one(
-            "SELECT portal_integration_create($1, $2, $3, $4)",
-            &[&name, &made.hash, &made.prefix, &client_ip(&req)],
-        )
-        .await?
-        .get(0);
-    if created.is_none() {
+    if api_tokens::create_integration(&cx.db, name, &made, client_ip(&req)).await?.is_none() {
         return Err(AppError::Forbidden);
     }
-    let list = integrations(&cx.db).await?;
+    let list = api_tokens::integrations(&cx.db).await?;
     let mut shown = page(&cx, None, list);
     shown.made = Some(NewlyMade { integration: name.to_owned(), token: made.token });
     cx.db.commit().await?;
@@ -194,19 +125,11 @@ pub async fn add_token(
     require_admin(&cx)?;
     let user = parse_id(path)?;
     let made = new_token();
-    let added: bool = cx
-        .db
-        .query_one(
-            "SELECT portal_integration_token_add($1, $2, $3, $4)",
-            &[&user, &made.hash, &made.prefix, &client_ip(&req)],
-        )
-        .await?
-        .get(0);
-    if !added {
+    if !api_tokens::add_token(&cx.db, user, &made, client_ip(&req)).await? {
         // Not an enabled integration (or, though checked above, not an admin asking).
         return Err(AppError::NotFound);
     }
-    let list = integrations(&cx.db).await?;
+    let list = api_tokens::integrations(&cx.db).await?;
     let integration = list.iter().find(|i| i.id == user).map(|i| i.name.clone()).unwrap_or_default();
     let mut shown = page(&cx, None, list);
     shown.made = Some(NewlyMade { integration, token: made.token });
@@ -223,11 +146,8 @@ pub async fn revoke(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&cx)?;
     let id = parse_id(path)?;
-    let prefix: Option<String> =
-        cx.db.query_opt("SELECT prefix FROM api_tokens WHERE id = $1", &[&id]).await?.map(|r| r.get(0));
-    let Some(prefix) = prefix else { return Err(AppError::NotFound) };
-    let revoked: bool =
-        cx.db.query_one("SELECT portal_integration_token_revoke($1, $2)", &[&id, &client_ip(&req)]).await?.get(0);
+    let Some(prefix) = api_tokens::token_prefix(&cx.db, id).await? else { return Err(AppError::NotFound) };
+    let revoked = api_tokens::revoke(&cx.db, id, client_ip(&req)).await?;
     cx.db.commit().await?;
     let flash = if revoked {
         Flash::success(format!("Token {prefix}\u{2026} is revoked: requests with it are refused from now on."))

@@ -9,7 +9,7 @@ use sailfish::TemplateSimple;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::Role;
+use crate::auth::{Role, staff_passkeys};
 use crate::web::client_ip;
 use crate::web::{AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html, redirect_with_flash};
 
@@ -33,27 +33,17 @@ struct SecurityPage {
 }
 
 pub async fn show(cx: StaffScope) -> Result<HttpResponse, AppError> {
-    let required: bool = cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get(0);
-    // Staff read only their own passkeys; how many each colleague has comes from a counting function.
-    let rows = cx
-        .db
-        .query(
-            "SELECT u.id, u.name, u.email, u.role, u.password_sign_in, coalesce(c.passkeys, 0) AS passkeys \
-             FROM users u LEFT JOIN portal_staff_passkey_counts() c ON c.user_id = u.id \
-             WHERE u.customer_id IS NULL AND u.disabled_at IS NULL AND NOT u.integration \
-             ORDER BY u.name, u.email",
-            &[],
-        )
-        .await?;
-    let staff = rows
-        .iter()
-        .map(|r| StaffMember {
-            id: r.get("id"),
-            name: r.get("name"),
-            email: r.get("email"),
-            role: Role::parse(r.get("role")).map_or("Staff", Role::label),
-            passkeys: r.get("passkeys"),
-            password_sign_in: r.get("password_sign_in"),
+    let required = staff_passkeys::required(&cx.db).await?;
+    let staff = staff_passkeys::staff(&cx.db)
+        .await?
+        .into_iter()
+        .map(|m| StaffMember {
+            role: Role::parse(&m.role).map_or("Staff", Role::label),
+            id: m.id,
+            name: m.name,
+            email: m.email,
+            passkeys: m.passkeys,
+            password_sign_in: m.password_sign_in,
         })
         .collect();
     let page = SecurityPage {
@@ -82,9 +72,7 @@ pub async fn update(
         "off" => false,
         _ => return Err(AppError::BadRequest("required must be on or off".into())),
     };
-    let changed: bool =
-        cx.db.query_one("SELECT portal_staff_passkeys_require($1, $2)", &[&required, &client_ip(&req)]).await?.get(0);
-    if !changed {
+    if !staff_passkeys::set_required(&cx.db, required, client_ip(&req)).await? {
         return Err(AppError::Forbidden);
     }
     cx.db.commit().await?;
