@@ -5,6 +5,7 @@ pub mod edit;
 pub mod list;
 pub mod moves;
 pub mod staff_list;
+pub mod sync;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
