@@ -6,6 +6,7 @@ pub mod list;
 pub mod moves;
 pub mod staff_list;
 pub mod sync;
+pub mod workflows;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
