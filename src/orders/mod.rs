@@ -5,6 +5,8 @@ pub mod edit;
 pub mod list;
 pub mod moves;
 pub mod staff_list;
+pub mod sync;
+pub mod workflows;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -2,10 +2,9 @@
 //! them, rename them and their stages, mark the stages that wait for the customer
 //! or complete the order, reorder them, add and remove them.
 //!
-//! Orders keep their history through all of it: a timeline entry keeps the stage's
-//! name as it was (`order_stage_history.stage_name`, never rewritten here), and
-//! removing a stage only clears the entries' link to it (`ON DELETE SET NULL`).
-//! Every change and its activity entry commit together.
+//! Every change and its activity entry are written by the orders store
+//! (`crate::orders::workflows`) and commit together; this module checks the forms
+//! and shows the pages.
 
 use std::collections::HashSet;
 
@@ -17,7 +16,10 @@ use uuid::Uuid;
 
 use crate::auth::Viewer;
 use crate::db::{DbError, Scope};
+use crate::format;
 use crate::orders::moves;
+use crate::orders::workflows::{self as store, StageFlags};
+pub use crate::orders::workflows::{StageInfo, WorkflowInfo};
 use crate::web::{
     AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, html_with_status, redirect_with_flash,
 };
@@ -65,94 +67,9 @@ fn check_stage_lines(typed: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// A stage as the pages show it, with how many orders are at it.
-pub struct StageInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub position: i32,
-    pub awaits_customer: bool,
-    pub terminal: bool,
-    pub orders: i64,
-}
-
-/// A workflow with its stages in order and how many orders use it.
-pub struct WorkflowInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub orders: i64,
-    pub open: i64,
-    pub stages: Vec<StageInfo>,
-}
-
-fn stage_info(r: &tokio_postgres::Row) -> StageInfo {
-    StageInfo {
-        id: r.get("id"),
-        name: r.get("name"),
-        position: r.get("position"),
-        awaits_customer: r.get("awaits_customer"),
-        terminal: r.get("terminal"),
-        orders: r.get("orders"),
-    }
-}
-
-const STAGES: &str = "SELECT s.id, s.workflow_id, s.name, s.position, s.awaits_customer, s.terminal, \
-     (SELECT count(*) FROM orders o WHERE o.stage_id = s.id) AS orders FROM workflow_stages s";
-
-const WORKFLOWS: &str = "SELECT w.id, w.name, \
-     (SELECT count(*) FROM orders o WHERE o.workflow_id = w.id) AS orders, \
-     (SELECT count(*) FROM orders o WHERE o.workflow_id = w.id AND o.status = 'open') AS open \
-     FROM workflows w";
-
-async fn all_workflows(db: &Scope) -> Result<Vec<WorkflowInfo>, DbError> {
-    let mut workflows: Vec<WorkflowInfo> = db
-        .query(&format!("{WORKFLOWS} ORDER BY lower(w.name), w.id"), &[])
-        .await?
-        .iter()
-        .map(|r| WorkflowInfo {
-            id: r.get("id"),
-            name: r.get("name"),
-            orders: r.get("orders"),
-            open: r.get("open"),
-            stages: Vec::new(),
-        })
-        .collect();
-    for r in db.query(&format!("{STAGES} ORDER BY s.workflow_id, s.position"), &[]).await? {
-        let workflow: Uuid = r.get("workflow_id");
-        if let Some(w) = workflows.iter_mut().find(|w| w.id == workflow) {
-            w.stages.push(stage_info(&r));
-        }
-    }
-    Ok(workflows)
-}
-
-async fn one_workflow(db: &Scope, id: Uuid) -> Result<Option<WorkflowInfo>, DbError> {
-    let Some(r) = db.query_opt(&format!("{WORKFLOWS} WHERE w.id = $1"), &[&id]).await? else {
-        return Ok(None);
-    };
-    let stages = db
-        .query(&format!("{STAGES} WHERE s.workflow_id = $1 ORDER BY s.position"), &[&id])
-        .await?
-        .iter()
-        .map(stage_info)
-        .collect();
-    Ok(Some(WorkflowInfo { id, name: r.get("name"), orders: r.get("orders"), open: r.get("open"), stages }))
-}
-
-/// A staff-only activity entry about a workflow (no customer: workflows are the business's own).
-async fn log(
-    db: &Scope,
-    viewer: &Viewer,
-    action: &str,
-    workflow: Uuid,
-    details: serde_json::Value,
-) -> Result<(), DbError> {
-    db.execute(
-        "INSERT INTO activity_log (customer_id, actor_user_id, actor_label, action, subject_type, subject_id, details) \
-         VALUES (NULL, $1, $2, $3, 'workflow', $4, $5)",
-        &[&viewer.user_id, &viewer.email, &action, &workflow, &details],
-    )
-    .await?;
-    Ok(())
+/// Who a change is written as: the signed-in user, by email.
+fn actor(viewer: &Viewer) -> moves::Actor<'_> {
+    moves::Actor { user_id: viewer.user_id, label: &viewer.email }
 }
 
 fn parse_uuid(value: &str) -> Result<Uuid, AppError> {
@@ -219,7 +136,7 @@ async fn render_index(
     status: StatusCode,
     form: CreateForm,
 ) -> Result<HttpResponse, AppError> {
-    let workflows = all_workflows(&db).await?;
+    let workflows = store::all(&db).await?;
     db.commit().await?;
     let page = IndexPage {
         shell: Shell::page(viewer, "Workflows", Section::StaffWorkflows, flash),
@@ -244,23 +161,6 @@ pub struct CreateInput {
     last_terminal: Option<String>,
 }
 
-/// Workflow names are unique, compared without case; this lock makes the check and the
-/// write one step, whoever else renames or creates a workflow at the same moment.
-async fn lock_names(db: &Scope) -> Result<(), DbError> {
-    db.execute("LOCK TABLE workflows IN SHARE ROW EXCLUSIVE MODE", &[]).await?;
-    Ok(())
-}
-
-async fn name_taken(db: &Scope, name: &str, except: Option<Uuid>) -> Result<bool, DbError> {
-    Ok(db
-        .query_opt(
-            "SELECT 1 FROM workflows WHERE lower(name) = lower($1) AND id IS DISTINCT FROM $2",
-            &[&name, &except],
-        )
-        .await?
-        .is_some())
-}
-
 fn taken_message(name: &str) -> String {
     format!("There is already a workflow called “{name}”. Choose another name.")
 }
@@ -280,9 +180,9 @@ pub async fn create(
     };
     let name = check_name("workflow", &form.name).map_err(|e| form.name_error = Some(e)).ok();
     let stages = check_stage_lines(&form.stages).map_err(|e| form.stages_error = Some(e)).ok();
-    lock_names(&db).await?;
+    store::lock_names(&db).await?;
     if let Some(name) = name.as_deref().filter(|_| form.name_error.is_none())
-        && name_taken(&db, name, None).await?
+        && store::name_taken(&db, name, None).await?
     {
         form.name_error = Some(taken_message(name));
     }
@@ -290,15 +190,7 @@ pub async fn create(
     let (Some(name), Some(stages)) = (name, stages) else {
         return render_index(db, &viewer, None, StatusCode::UNPROCESSABLE_ENTITY, form).await;
     };
-    let id: Uuid = db.query_one("INSERT INTO workflows (name) VALUES ($1) RETURNING id", &[&name]).await?.get(0);
-    let last = i32::try_from(stages.len()).unwrap_or(i32::MAX) - 1;
-    db.execute(
-        "INSERT INTO workflow_stages (workflow_id, position, name, terminal) \
-         SELECT $1, (t.n - 1)::int, t.name, $3 AND (t.n - 1)::int = $4 FROM unnest($2::text[]) WITH ORDINALITY AS t (name, n)",
-        &[&id, &stages, &form.last_terminal, &last],
-    )
-    .await?;
-    log(&db, &viewer, "workflow.created", id, serde_json::json!({ "name": name, "stages": stages })).await?;
+    let id = store::create(&db, &actor(&viewer), &name, &stages, form.last_terminal).await?;
     db.commit().await?;
     let message = format!(
         "Workflow “{name}” created with {} {}.",
@@ -388,7 +280,7 @@ async fn render(
     status: StatusCode,
     refused: Refused,
 ) -> Result<HttpResponse, AppError> {
-    let workflow = one_workflow(&db, id).await?.ok_or(AppError::NotFound)?;
+    let workflow = store::one(&db, id).await?.ok_or(AppError::NotFound)?;
     db.commit().await?;
     let mut refused_stage = refused.stage;
     let forms = workflow
@@ -421,33 +313,14 @@ pub async fn show(cx: StaffScope, path: web::Path<String>) -> Result<HttpRespons
     render(cx.db, &cx.viewer, cx.flash, id, StatusCode::OK, Refused::default()).await
 }
 
-/// Locks the workflow for a change to its stages (two changes to one workflow wait for each other;
-/// orders may still be created in it meanwhile) and returns its name.
+/// Locks the workflow for a change to its stages and returns its name.
 async fn lock_workflow(db: &Scope, id: Uuid) -> Result<String, AppError> {
-    Ok(db
-        .query_opt("SELECT name FROM workflows WHERE id = $1 FOR NO KEY UPDATE", &[&id])
-        .await?
-        .ok_or(AppError::NotFound)?
-        .get("name"))
+    store::lock(db, id).await?.ok_or(AppError::NotFound)
 }
 
 /// A stage of the locked workflow, locked too.
 async fn lock_stage(db: &Scope, workflow: Uuid, stage: Uuid) -> Result<StageInfo, AppError> {
-    let row = db
-        .query_opt(&format!("{STAGES} WHERE s.id = $1 AND s.workflow_id = $2 FOR UPDATE OF s"), &[&stage, &workflow])
-        .await?
-        .ok_or(AppError::NotFound)?;
-    Ok(stage_info(&row))
-}
-
-async fn stage_name_taken(db: &Scope, workflow: Uuid, name: &str, except: Option<Uuid>) -> Result<bool, DbError> {
-    Ok(db
-        .query_opt(
-            "SELECT 1 FROM workflow_stages WHERE workflow_id = $1 AND lower(name) = lower($2) AND id IS DISTINCT FROM $3",
-            &[&workflow, &name, &except],
-        )
-        .await?
-        .is_some())
+    store::lock_stage(db, workflow, stage).await?.ok_or(AppError::NotFound)
 }
 
 fn page_of(workflow: Uuid, stage: Option<Uuid>) -> String {
@@ -471,14 +344,10 @@ pub async fn rename(
 ) -> Result<HttpResponse, AppError> {
     let id = parse_uuid(&path)?;
     let StaffScope { viewer, db, .. } = cx;
-    lock_names(&db).await?;
-    let current: String = db
-        .query_opt("SELECT name FROM workflows WHERE id = $1 FOR UPDATE", &[&id])
-        .await?
-        .ok_or(AppError::NotFound)?
-        .get("name");
+    store::lock_names(&db).await?;
+    let current = store::lock_for_rename(&db, id).await?.ok_or(AppError::NotFound)?;
     let name = match check_name("workflow", &input.name) {
-        Ok(name) if name != current && name_taken(&db, &name, Some(id)).await? => Err(taken_message(&name)),
+        Ok(name) if name != current && store::name_taken(&db, &name, Some(id)).await? => Err(taken_message(&name)),
         checked => checked,
     };
     let name = match name {
@@ -492,8 +361,7 @@ pub async fn rename(
         db.commit().await?;
         return Ok(redirect_with_flash(&state, &page_of(id, None), Flash::info("The name is unchanged.")));
     }
-    db.execute("UPDATE workflows SET name = $2 WHERE id = $1", &[&id, &name]).await?;
-    log(&db, &viewer, "workflow.renamed", id, serde_json::json!({ "from": current, "to": name })).await?;
+    store::rename(&db, &actor(&viewer), id, &current, &name).await?;
     db.commit().await?;
     let message = format!("Workflow renamed to “{name}”. Orders' timelines are unchanged.");
     Ok(redirect_with_flash(&state, &page_of(id, None), Flash::success(message)))
@@ -528,7 +396,7 @@ async fn check_stage(
         name: input.name,
     };
     let name = match check_name("stage", &form.name) {
-        Ok(name) if stage_name_taken(db, workflow, &name, stage).await? => {
+        Ok(name) if store::stage_name_taken(db, workflow, &name, stage).await? => {
             Err(format!("This workflow already has a stage called “{name}”."))
         }
         checked => checked,
@@ -550,7 +418,7 @@ pub async fn add_stage(
     let StaffScope { viewer, db, .. } = cx;
     let workflow = lock_workflow(&db, id).await?;
     let (mut form, name) = check_stage(&db, id, None, input).await?;
-    let count: i64 = db.query_one("SELECT count(*) FROM workflow_stages WHERE workflow_id = $1", &[&id]).await?.get(0);
+    let count = store::stage_count(&db, id).await?;
     if usize::try_from(count).unwrap_or(usize::MAX) >= STAGES_MAX && form.name_error.is_none() {
         form.name_error = Some(format!("A workflow has at most {STAGES_MAX} stages. Remove one first."));
     }
@@ -558,19 +426,8 @@ pub async fn add_stage(
         let refused = Refused { add: Some(form), ..Refused::default() };
         return render(db, &viewer, None, id, StatusCode::UNPROCESSABLE_ENTITY, refused).await;
     };
-    let stage: Uuid = db
-        .query_one(
-            "INSERT INTO workflow_stages (workflow_id, position, name, awaits_customer, terminal) \
-             SELECT $1, coalesce(max(position) + 1, 0), $2, $3, $4 FROM workflow_stages WHERE workflow_id = $1 \
-             RETURNING id",
-            &[&id, &name, &form.awaits_customer, &form.terminal],
-        )
-        .await?
-        .get(0);
-    let details = serde_json::json!({
-        "workflow": workflow, "stage": name, "awaits_customer": form.awaits_customer, "terminal": form.terminal,
-    });
-    log(&db, &viewer, "workflow.stage_added", id, details).await?;
+    let flags = StageFlags { name: &name, awaits_customer: form.awaits_customer, terminal: form.terminal };
+    let stage = store::add_stage(&db, &actor(&viewer), id, &workflow, &flags).await?;
     db.commit().await?;
     let message = format!("Stage “{name}” added at the end of {workflow}.");
     Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::success(message)))
@@ -606,16 +463,8 @@ pub async fn change_stage(
         return Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::info(message)));
     }
     // Only the stage: its orders' statuses and their timelines stay as they are.
-    db.execute(
-        "UPDATE workflow_stages SET name = $2, awaits_customer = $3, terminal = $4 WHERE id = $1",
-        &[&stage, &name, &form.awaits_customer, &form.terminal],
-    )
-    .await?;
-    let mut details = serde_json::json!({ "workflow": workflow, "stage": name, "fields": changed });
-    if name != current.name {
-        details["from"] = serde_json::Value::String(current.name.clone());
-    }
-    log(&db, &viewer, "workflow.stage_changed", id, details).await?;
+    let flags = StageFlags { name: &name, awaits_customer: form.awaits_customer, terminal: form.terminal };
+    store::change_stage(&db, &actor(&viewer), id, &workflow, &current, &flags, &changed).await?;
     db.commit().await?;
     let message = format!("Stage “{name}” saved.");
     Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::success(message)))
@@ -643,38 +492,16 @@ pub async fn move_stage(
     let StaffScope { viewer, db, .. } = cx;
     let workflow = lock_workflow(&db, id).await?;
     let current = lock_stage(&db, id, stage).await?;
-    let neighbour = db
-        .query_opt(
-            if up {
-                "SELECT id, position FROM workflow_stages WHERE workflow_id = $1 AND position < $2 \
-                 ORDER BY position DESC LIMIT 1"
-            } else {
-                "SELECT id, position FROM workflow_stages WHERE workflow_id = $1 AND position > $2 \
-                 ORDER BY position LIMIT 1"
-            },
-            &[&id, &current.position],
-        )
-        .await?;
+    let neighbour = store::neighbour(&db, id, current.position, up).await?;
     let Some(neighbour) = neighbour else {
         db.commit().await?;
         let place = if up { "first" } else { "last" };
         let message = format!("“{}” is already the {place} stage.", current.name);
         return Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::info(message)));
     };
-    let (other, other_position): (Uuid, i32) = (neighbour.get("id"), neighbour.get("position"));
-    // One statement swaps both; the positions' uniqueness is checked at commit anyway.
-    db.execute(
-        "UPDATE workflow_stages SET position = CASE WHEN id = $1 THEN $2::int ELSE $3::int END \
-         WHERE id = $1 OR id = $4",
-        &[&stage, &other_position, &current.position, &other],
-    )
-    .await?;
+    let (_, other_position) = neighbour;
     let direction = if up { "up" } else { "down" };
-    let details = serde_json::json!({
-        "workflow": workflow, "stage": current.name, "direction": direction,
-        "from": current.position + 1, "to": other_position + 1,
-    });
-    log(&db, &viewer, "workflow.stage_moved", id, details).await?;
+    store::swap(&db, &actor(&viewer), id, &workflow, &current, neighbour, direction).await?;
     db.commit().await?;
     let message = format!("Moved “{}” {direction} to position {}.", current.name, other_position + 1);
     Ok(redirect_with_flash(&state, &page_of(id, Some(stage)), Flash::success(message)))
@@ -695,8 +522,8 @@ pub async fn remove_stage(
     let workflow = lock_workflow(&db, id).await?;
     // Locked before counting: an order moving to this stage now waits, and then finds it gone.
     let current = lock_stage(&db, id, stage).await?;
-    let stages: i64 = db.query_one("SELECT count(*) FROM workflow_stages WHERE workflow_id = $1", &[&id]).await?.get(0);
-    let orders: i64 = db.query_one("SELECT count(*) FROM orders WHERE stage_id = $1", &[&stage]).await?.get(0);
+    let stages = store::stage_count(&db, id).await?;
+    let orders = store::orders_at(&db, stage).await?;
     let refusal = if stages <= 1 {
         Some(format!(
             "“{}” is the only stage of {workflow}, and a workflow must keep at least one stage. Add another \
@@ -707,7 +534,7 @@ pub async fn remove_stage(
         Some(format!(
             "“{}” can't be removed: {} {} at this stage. Move {} to another stage first.",
             current.name,
-            moves::group(usize::try_from(orders).unwrap_or_default()),
+            format::group(usize::try_from(orders).unwrap_or_default()),
             if orders == 1 { "order is" } else { "orders are" },
             if orders == 1 { "it" } else { "them" },
         ))
@@ -719,14 +546,7 @@ pub async fn remove_stage(
         return render(db, &viewer, None, id, StatusCode::UNPROCESSABLE_ENTITY, refused).await;
     }
     // Timeline entries keep the stage's name; the schema only clears their link to it.
-    db.execute("DELETE FROM workflow_stages WHERE id = $1", &[&stage]).await?;
-    db.execute(
-        "UPDATE workflow_stages SET position = position - 1 WHERE workflow_id = $1 AND position > $2",
-        &[&id, &current.position],
-    )
-    .await?;
-    log(&db, &viewer, "workflow.stage_removed", id, serde_json::json!({ "workflow": workflow, "stage": current.name }))
-        .await?;
+    store::remove_stage(&db, &actor(&viewer), id, &workflow, &current).await?;
     db.commit().await?;
     let message =
         format!("Stage “{}” removed. Orders that passed through it keep it on their timelines.", current.name);
