@@ -198,19 +198,23 @@ fn staff_and_api_handlers_call_the_areas_stores_and_hold_no_sql() {
         "\"UPDATE ",
         "\"DELETE ",
         "\"WITH ",
-        ".query(",
         ".query_one(",
         ".query_opt(",
         ".execute(",
         ".batch_execute(",
     ];
+    // `.query(` with an argument: a URL's `filters.query()` is not SQL.
+    let runs_sql = |line: &str| {
+        sql_markers.iter().any(|m| line.contains(m))
+            || line.match_indices(".query(").any(|(at, m)| !line[at + m.len()..].starts_with(')'))
+    };
     let mut found = Vec::new();
     for (path, source) in &files {
         if !HANDLERS_ONLY.iter().any(|dir| path.starts_with(dir)) {
             continue;
         }
         for (n, line) in source.text.lines().enumerate() {
-            if sql_markers.iter().any(|m| line.contains(m)) {
+            if runs_sql(line) {
                 found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
             }
         }
