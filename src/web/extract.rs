@@ -201,13 +201,18 @@ impl OpensScope for AccountScope {
 
     async fn open(req: &HttpRequest, viewer: Viewer) -> Result<Self, AppError> {
         let state = state(req)?;
-        let db = match &viewer.customer {
-            Some(customer) => state.db.customer_scope(customer.id, viewer.user_id).await?,
-            None => state.db.staff_scope(Some(viewer.user_id)).await?,
-        };
+        let db = own_scope(&state, &viewer).await?;
         let flash = state.cookies.read_flash(req);
         Ok(AccountScope { viewer, db, flash })
     }
+}
+
+/// The scope of the viewer's own side: their customer's, or the staff scope.
+async fn own_scope(state: &AppState, viewer: &Viewer) -> Result<Scope, AppError> {
+    Ok(match &viewer.customer {
+        Some(customer) => state.db.customer_scope(customer.id, viewer.user_id).await?,
+        None => state.db.staff_scope(Some(viewer.user_id)).await?,
+    })
 }
 
 impl FromRequest for AccountScope {
@@ -248,10 +253,7 @@ impl Uploader {
     /// The scope, once the session is seen to be still alive: a user signed out or
     /// disabled while the file was on its way records nothing.
     pub async fn open(&self) -> Result<Scope, AppError> {
-        let scope = match &self.viewer.customer {
-            Some(customer) => self.state.db.customer_scope(customer.id, self.viewer.user_id).await?,
-            None => self.state.db.staff_scope(Some(self.viewer.user_id)).await?,
-        };
+        let scope = own_scope(&self.state, &self.viewer).await?;
         let alive = scope
             .query_opt(
                 "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND expires_at > now()",
