@@ -67,7 +67,7 @@ pub async fn create_customer(
         .query_one("INSERT INTO customers (name, slug) VALUES ($1, $2) RETURNING id", &[&name, &slug])
         .await
         .map_err(|e| duplicate(e, format!("A customer with slug {slug:?}")))?;
-    let id: Uuid = row.get(0);
+    let id: Uuid = row.try_get(0)?;
     if let Some((email, admin_name, hash)) = admin {
         scope
             .execute(
@@ -107,7 +107,7 @@ pub async fn create_staff(
         )
         .await
         .map_err(|e| duplicate(e, format!("A user with email {email}")))?;
-    let id: Uuid = row.get(0);
+    let id: Uuid = row.try_get(0)?;
     scope
         .execute(
             "INSERT INTO activity_log (actor_label, action, subject_type, subject_id) \

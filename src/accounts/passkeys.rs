@@ -68,17 +68,19 @@ async fn load_keys(db: &Scope) -> Result<Vec<KeyRow>, AppError> {
     let rows = db.query("SELECT id, name, created_at, last_used_at FROM passkeys ORDER BY created_at, id", &[]).await?;
     Ok(rows
         .iter()
-        .map(|r| KeyRow {
-            id: r.get("id"),
-            name: r.get("name"),
-            created_at: r.get("created_at"),
-            last_used_at: r.get("last_used_at"),
+        .map(|r| {
+            Ok(KeyRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+            })
         })
-        .collect())
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?)
 }
 
 async fn password_sign_in(db: &Scope, user: Uuid) -> Result<bool, AppError> {
-    Ok(db.query_one("SELECT password_sign_in FROM users WHERE id = $1", &[&user]).await?.get(0))
+    Ok(db.query_one("SELECT password_sign_in FROM users WHERE id = $1", &[&user]).await?.try_get(0)?)
 }
 
 /// Whether the viewer is staff and staff must sign in with passkeys.
@@ -86,7 +88,7 @@ async fn staff_passkeys_required(cx: &AccountScope) -> Result<bool, AppError> {
     if !cx.viewer.is_staff() {
         return Ok(false);
     }
-    Ok(cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.get(0))
+    Ok(cx.db.query_one("SELECT staff_passkeys_required FROM portal_settings", &[]).await?.try_get(0)?)
 }
 
 async fn render_page(
@@ -220,7 +222,7 @@ pub async fn register_finish(
             ],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     cx.db.commit().await?;
     match outcome.as_str() {
         "added" => {}
@@ -239,7 +241,14 @@ pub async fn register_finish(
 /// The current user's passkeys, with their ids.
 async fn mine(db: &Scope) -> Result<Vec<(Uuid, Passkey)>, AppError> {
     let rows = db.query("SELECT id, credential FROM portal_passkeys_mine()", &[]).await?;
-    Ok(rows.iter().filter_map(|r| Some((r.get("id"), passkeys::parse(r.get("credential"))?))).collect())
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: Uuid = r.try_get("id")?;
+        if let Some(key) = passkeys::parse(r.try_get("credential")?) {
+            keys.push((id, key));
+        }
+    }
+    Ok(keys)
 }
 
 #[derive(Deserialize)]
@@ -261,8 +270,11 @@ pub async fn rename(
         Ok(_) => return refuse_rename(&state, cx, id, form.name, "Enter a name.".into()).await,
         Err(why) => return refuse_rename(&state, cx, id, form.name, why).await,
     };
-    let renamed: bool =
-        cx.db.query_one("SELECT portal_passkey_rename($1, $2, $3)", &[&id, &name, &client_ip(&req)]).await?.get(0);
+    let renamed: bool = cx
+        .db
+        .query_one("SELECT portal_passkey_rename($1, $2, $3)", &[&id, &name, &client_ip(&req)])
+        .await?
+        .try_get(0)?;
     if !renamed {
         return Err(AppError::NotFound);
     }
@@ -293,7 +305,7 @@ async fn recently_verified(cx: &AccountScope) -> Result<bool, AppError> {
         .db
         .query_one("SELECT portal_session_recently_verified($1, $2)", &[&cx.viewer.session_id, &window_seconds()])
         .await?;
-    Ok(row.get(0))
+    Ok(row.try_get(0)?)
 }
 
 /// Sends the user to confirm who they are, then back to `back`.
@@ -316,7 +328,7 @@ pub async fn remove(
             &[&id, &cx.viewer.session_id, &window_seconds(), &client_ip(&req)],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     match outcome.as_str() {
         "removed" => {
             cx.db.commit().await?;
@@ -355,7 +367,7 @@ pub async fn set_password_sign_in(
             &[&enabled, &cx.viewer.session_id, &window_seconds(), &client_ip(&req)],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     match outcome.as_str() {
         "done" => {
             cx.db.commit().await?;

@@ -130,20 +130,20 @@ async fn load(db: &Scope, customer: Uuid, viewer: &Viewer) -> Result<Loaded, App
         .await?
         .iter()
         .map(|r| {
-            let id: Uuid = r.get("id");
-            SessionRow {
+            let id: Uuid = r.try_get("id")?;
+            Ok(SessionRow {
                 id,
-                created_at: r.get("created_at"),
-                last_seen_at: r.get("last_seen_at"),
-                ip: r.get("ip"),
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                ip: r.try_get("ip")?,
                 user_agent: r
-                    .get::<_, Option<String>>("user_agent")
+                    .try_get::<_, Option<String>>("user_agent")?
                     .map(|ua| shorten(&ua, 60))
                     .filter(|ua| !ua.is_empty()),
                 this_device: id == viewer.session_id,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     // Failed attempts are recorded without an actor (nobody proved who they
     // were) against the account as subject, so both columns are matched.
     let activity = db
@@ -156,10 +156,14 @@ async fn load(db: &Scope, customer: Uuid, viewer: &Viewer) -> Result<Loaded, App
         .await?
         .iter()
         .map(|r| {
-            let action: &str = r.get("action");
-            AuthEvent { at: r.get("created_at"), label: crate::activity::describe(action).to_owned(), ip: r.get("ip") }
+            let action: &str = r.try_get("action")?;
+            Ok(AuthEvent {
+                at: r.try_get("created_at")?,
+                label: crate::activity::describe(action).to_owned(),
+                ip: r.try_get("ip")?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(Loaded { sessions, activity })
 }
 
@@ -383,7 +387,8 @@ pub async fn confirm_email_page(cx: CustomerScope, token: web::Path<String>) -> 
         cx.db
             .query_opt("SELECT email FROM portal_token_peek('email_change', $1)", &[&token])
             .await?
-            .map(|row| row.get::<_, String>("email"))
+            .map(|row| row.try_get::<_, String>("email"))
+            .transpose()?
     } else {
         None
     };
@@ -404,7 +409,7 @@ pub async fn confirm_email(
     let token = token.into_inner();
     let changed: Option<String> = if plausible(&token) {
         // Only the account that asked may confirm: in anyone else's scope this answers NULL and changes nothing.
-        cx.db.query_one("SELECT portal_email_change_confirm($1, $2)", &[&token, &client_ip(&req)]).await?.get(0)
+        cx.db.query_one("SELECT portal_email_change_confirm($1, $2)", &[&token, &client_ip(&req)]).await?.try_get(0)?
     } else {
         None
     };

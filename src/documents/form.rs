@@ -94,6 +94,7 @@ pub fn parse_tags(text: &str) -> Result<Vec<String>, String> {
 
 /// Writes the document, its first version and the activity entry in the scope's
 /// transaction. `None` when the order is not one of the customer's (or unknown).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     db: &Scope,
     customer: Uuid,
@@ -118,13 +119,14 @@ pub async fn create(
             &[&customer, &valid.order, &valid.title, &valid.description, &valid.doc_type, &valid.tags, &by, &origin],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     stored.record_version(db, id, customer, by).await?;
     log(db, customer, id, by, by_label, "document.uploaded", &valid.title, stored, 1).await?;
     Ok(Some(id))
 }
 
 /// Adds a version to a document the scope can see and write; returns its number.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn add_version(
     db: &Scope,
     customer: Uuid,

@@ -24,6 +24,7 @@ use crate::web::AppError;
 
 /// Creates a grant for `version` (the latest when `None`) of a document the scope
 /// can see. `None` when there is no such document or version for this viewer.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     db: &Scope,
     viewer: &Viewer,
@@ -45,8 +46,8 @@ pub async fn create(
     let token = random_token();
     // The database's clock decides, as it does when the grant is redeemed.
     let ttl_secs = ttl.as_secs_f64();
-    let customer: Uuid = found.get("customer_id");
-    let version_id: Uuid = found.get("id");
+    let customer: Uuid = found.try_get("customer_id")?;
+    let version_id: Uuid = found.try_get("id")?;
     db.execute(
         "INSERT INTO download_grants (token_hash, customer_id, document_id, version_id, user_id, session_id, ip, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))",
@@ -66,6 +67,7 @@ pub struct Redeemed {
 /// Redeems `token` for this viewer's session and records the download. A token
 /// of another session, user or customer is unknown (404); this session's own
 /// used, expired or revoked one is gone (410).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn redeem(
     db: &Scope,
     viewer: &Viewer,
@@ -92,26 +94,23 @@ pub async fn redeem(
             .await?;
         return Err(if ours.is_some() { AppError::Gone } else { AppError::NotFound });
     };
-    let grant_id: Uuid = grant.get("id");
-    let version_id: Uuid = grant.get("version_id");
+    let grant_id: Uuid = grant.try_get("id")?;
+    let version_id: Uuid = grant.try_get("version_id")?;
+    let customer_id: Uuid = grant.try_get("customer_id")?;
+    let document_id: Uuid = grant.try_get("document_id")?;
     // Read through the scope: a document the viewer can no longer see is not handed out.
     let version = db
         .query_opt("SELECT storage_key, file_name, content_type FROM document_versions WHERE id = $1", &[&version_id])
         .await?
         .ok_or(AppError::NotFound)?;
+    let key: String = version.try_get("storage_key")?;
+    let file_name: String = version.try_get("file_name")?;
+    let content_type: String = version.try_get("content_type")?;
     let user_agent: String = user_agent.chars().take(300).collect();
     db.execute(
         "INSERT INTO document_downloads (customer_id, document_id, version_id, user_id, grant_id, ip, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &grant.get::<_, Uuid>("customer_id"),
-            &grant.get::<_, Uuid>("document_id"),
-            &version_id,
-            &viewer.user_id,
-            &grant_id,
-            &ip,
-            &user_agent,
-        ],
+        &[&customer_id, &document_id, &version_id, &viewer.user_id, &grant_id, &ip, &user_agent],
     )
     .await?;
     db.execute(
@@ -120,20 +119,16 @@ pub async fn redeem(
                 jsonb_build_object('title', d.title, 'file_name', $5::text, 'staff', $6::boolean) \
          FROM documents d WHERE d.id = $1",
         &[
-            &grant.get::<_, Uuid>("document_id"),
+            &document_id,
             &viewer.user_id,
             &viewer.email,
             &ip,
-            &version.get::<_, String>("file_name"),
+            &file_name,
             &viewer.is_staff(),
         ],
     )
     .await?;
-    Ok(Redeemed {
-        key: version.get("storage_key"),
-        file_name: version.get("file_name"),
-        content_type: version.get("content_type"),
-    })
+    Ok(Redeemed { key, file_name, content_type })
 }
 
 impl Redeemed {
@@ -199,20 +194,21 @@ impl ActiveGrant {
         JOIN document_versions v ON v.id = g.version_id LEFT JOIN users u ON u.id = g.user_id \
         WHERE g.used_at IS NULL AND g.revoked_at IS NULL AND g.expires_at > now()";
 
-    fn from_row(row: &Row) -> Self {
-        ActiveGrant {
-            id: row.get("id"),
-            document_id: row.get("document_id"),
-            document_title: row.get("title"),
-            version: row.get("version"),
-            user_name: row.get("user_name"),
-            created_at: row.get("created_at"),
-            expires_at: row.get("expires_at"),
-        }
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(ActiveGrant {
+            id: row.try_get("id")?,
+            document_id: row.try_get("document_id")?,
+            document_title: row.try_get("title")?,
+            version: row.try_get("version")?,
+            user_name: row.try_get("user_name")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
     }
 }
 
 /// Live grants of one document, or of every document the scope sees when `None`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn active(db: &Scope, document: Option<Uuid>) -> Result<Vec<ActiveGrant>, DbError> {
     let rows = db
         .query(
@@ -223,11 +219,12 @@ pub async fn active(db: &Scope, document: Option<Uuid>) -> Result<Vec<ActiveGran
             &[&document],
         )
         .await?;
-    Ok(rows.iter().map(ActiveGrant::from_row).collect())
+    Ok(rows.iter().map(ActiveGrant::from_row).collect::<Result<Vec<_>, tokio_postgres::Error>>()?)
 }
 
 /// Revokes a live grant of `document` the scope can see; `false` when there is
 /// none (another document's, foreign, used, expired).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke(db: &Scope, document: Uuid, grant: Uuid, by: Uuid) -> Result<bool, DbError> {
     let n = db
         .execute(
@@ -240,6 +237,7 @@ pub async fn revoke(db: &Scope, document: Uuid, grant: Uuid, by: Uuid) -> Result
 }
 
 /// Grants a day past their expiry are of no use to anyone; the download records keep what happened.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sweep(db: &crate::db::Db) -> Result<u64, DbError> {
     let scope = db.staff_scope(None).await?;
     let n = scope.execute("DELETE FROM download_grants WHERE expires_at < now() - interval '1 day'", &[]).await?;

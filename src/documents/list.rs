@@ -45,27 +45,31 @@ impl DocumentRow {
         LEFT JOIN LATERAL (SELECT version, file_name, size_bytes FROM document_versions dv \
           WHERE dv.document_id = d.id ORDER BY dv.version DESC LIMIT 1) v ON true";
 
-    pub fn from_row(row: &Row) -> Self {
-        let order = match (row.get::<_, Option<Uuid>>("order_id"), row.get::<_, Option<String>>("order_number")) {
-            (Some(id), Some(number)) => Some((id, number)),
-            _ => None,
+    pub fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let order =
+            match (row.try_get::<_, Option<Uuid>>("order_id")?, row.try_get::<_, Option<String>>("order_number")?) {
+                (Some(id), Some(number)) => Some((id, number)),
+                _ => None,
+            };
+        let latest = match row.try_get::<_, Option<i32>>("version")? {
+            Some(version) => Some(LatestVersion {
+                version,
+                file_name: row.try_get("file_name")?,
+                size_bytes: row.try_get("size_bytes")?,
+            }),
+            None => None,
         };
-        let latest = row.get::<_, Option<i32>>("version").map(|version| LatestVersion {
-            version,
-            file_name: row.get("file_name"),
-            size_bytes: row.get("size_bytes"),
-        });
-        DocumentRow {
-            id: row.get("id"),
-            customer: row.get("customer_name"),
-            title: row.get("title"),
-            doc_type: row.get("doc_type"),
-            tags: row.get("tags"),
-            origin: row.get("origin"),
+        Ok(DocumentRow {
+            id: row.try_get("id")?,
+            customer: row.try_get("customer_name")?,
+            title: row.try_get("title")?,
+            doc_type: row.try_get("doc_type")?,
+            tags: row.try_get("tags")?,
+            origin: row.try_get("origin")?,
             order,
             latest,
-            updated_at: row.get("updated_at"),
-        }
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 }
 
@@ -121,8 +125,8 @@ async fn search(db: &Scope, filters: &Filters) -> Result<Search, DbError> {
         .query("SELECT portal_document_search($1, $2)", &[&query, &(SEARCH_IDS_MAX + 1)])
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(if ids.len() > SEARCH_IDS_MAX as usize { Search::Inline(query) } else { Search::Ids(ids) })
 }
 
@@ -166,12 +170,13 @@ fn parse_key(key: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(key.parse().ok()?).ok()
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page, DbError> {
     let search = search(db, filters).await?;
     let mut count = Query::new("SELECT count(*) FROM (SELECT 1 FROM documents d");
     filtered(&mut count, filters, &search);
     count.limit(COUNT_CAP as usize + 1).push_sql(") capped");
-    let total: i64 = count.fetch_one(db).await?.get(0);
+    let total: i64 = count.fetch_one(db).await?.try_get(0)?;
 
     let mut q = Query::new(DocumentRow::SELECT);
     filtered(&mut q, filters, &search);
@@ -199,7 +204,8 @@ pub async fn load(db: &Scope, filters: &Filters, cursor: &Cursor) -> Result<Page
     if backwards {
         rows.reverse();
     }
-    let rows: Vec<DocumentRow> = rows.iter().map(DocumentRow::from_row).collect();
+    let rows: Vec<DocumentRow> =
+        rows.iter().map(DocumentRow::from_row).collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     let (has_newer, has_older) = cursor.neighbours(more);
     let cursor_of = |row: &DocumentRow| keyset::encode(Spelling::Tilde, &key_of(row), row.id);
     Ok(Page {

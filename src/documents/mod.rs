@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::Scope;
-use crate::orders::list::Cursor;
+use crate::db::keyset::Cursor;
 use crate::web::client_ip;
 use crate::web::{
     AccountScope, AppError, AppState, CsrfForm, CustomerScope, Flash, Section, Shell, Uploader, html, html_with_status,
@@ -101,9 +101,9 @@ pub fn total_label(total: i64) -> String {
         0 => "No documents".into(),
         1 => "1 document".into(),
         n if n > list::COUNT_CAP => {
-            format!("More than {} documents", crate::orders::moves::group(list::COUNT_CAP as usize))
+            format!("More than {} documents", crate::format::group(list::COUNT_CAP as usize))
         }
-        n => format!("{} documents", crate::orders::moves::group(n as usize)),
+        n => format!("{} documents", crate::format::group(n as usize)),
     }
 }
 

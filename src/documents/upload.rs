@@ -208,6 +208,7 @@ pub struct Stored {
 impl Incoming {
     /// Stores the file under a new random key for `customer`'s document, recorded
     /// first (in the uploader's own scope) as an upload in progress.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn store(self, uploader: &Uploader, blobs: &BlobStore, customer: Uuid) -> Result<Stored, UploadError> {
         let key = BlobKey::random();
         let scope = uploader.open().await?;
@@ -228,6 +229,7 @@ impl Incoming {
 
 impl Stored {
     /// Inserts the version row in `db`'s transaction and marks the upload finished there.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_version(&self, db: &Scope, document: Uuid, customer: Uuid, by: Uuid) -> Result<i32, DbError> {
         // Exactly one in-progress row: none means the sweeper took it (and the object) already.
         let claimed = db.execute("DELETE FROM blob_uploads WHERE storage_key = $1", &[&self.key.as_str()]).await?;
@@ -250,7 +252,7 @@ impl Stored {
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(row.try_get(0)?)
     }
 
     /// The transaction that was to record it failed: the object goes at once.
@@ -276,6 +278,7 @@ async fn discard(scope: Option<Scope>, blobs: &BlobStore, key: &BlobKey) {
 }
 
 /// Uploads still unfinished after an hour died half-way: their objects are deleted.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sweep(db: &Db, blobs: &BlobStore) -> Result<usize, UploadError> {
     let scope = db.staff_scope(None).await?;
     let rows = scope
@@ -288,7 +291,7 @@ pub async fn sweep(db: &Db, blobs: &BlobStore) -> Result<usize, UploadError> {
         .await?;
     let mut removed = 0;
     for row in rows {
-        let raw: String = row.get(0);
+        let raw: String = row.try_get(0).map_err(DbError::from)?;
         let Ok(key) = BlobKey::parse(&raw) else {
             tracing::warn!(key = raw, "blob_uploads holds a key of unknown shape; left alone");
             continue;

@@ -55,6 +55,7 @@ const DOWNLOADS_SHOWN: i64 = 50;
 
 impl DocumentView {
     /// Through the scope: another customer's document is `None`, exactly like a missing one.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn load(db: &Scope, id: Uuid) -> Result<Option<Self>, DbError> {
         let Some(row) = db
             .query_opt(
@@ -68,22 +69,23 @@ impl DocumentView {
         else {
             return Ok(None);
         };
-        let order = match (row.get::<_, Option<Uuid>>("order_id"), row.get::<_, Option<String>>("order_number")) {
-            (Some(id), Some(number)) => Some((id, number)),
-            _ => None,
-        };
+        let order =
+            match (row.try_get::<_, Option<Uuid>>("order_id")?, row.try_get::<_, Option<String>>("order_number")?) {
+                (Some(id), Some(number)) => Some((id, number)),
+                _ => None,
+            };
         let document = Document {
             id,
-            customer_id: row.get("customer_id"),
-            customer: row.get("customer_name"),
-            title: row.get("title"),
-            description: row.get("description"),
-            doc_type: row.get("doc_type"),
-            tags: row.get("tags"),
-            origin: row.get("origin"),
+            customer_id: row.try_get("customer_id")?,
+            customer: row.try_get("customer_name")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            doc_type: row.try_get("doc_type")?,
+            tags: row.try_get("tags")?,
+            origin: row.try_get("origin")?,
             order,
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         };
         let versions = db
             .query(
@@ -98,23 +100,26 @@ impl DocumentView {
             )
             .await?
             .iter()
-            .map(|r| Version {
-                version: r.get("version"),
-                file_name: r.get("file_name"),
-                content_type: r.get("content_type"),
-                size_bytes: r.get("size_bytes"),
-                uploaded_by: r.get("uploaded_by"),
-                uploaded_by_staff: r.get("by_staff"),
-                created_at: r.get("created_at"),
-                downloads: r.get("downloads"),
+            .map(|r| {
+                Ok(Version {
+                version: r.try_get("version")?,
+                file_name: r.try_get("file_name")?,
+                content_type: r.try_get("content_type")?,
+                size_bytes: r.try_get("size_bytes")?,
+                uploaded_by: r.try_get("uploaded_by")?,
+                uploaded_by_staff: r.try_get("by_staff")?,
+                created_at: r.try_get("created_at")?,
+                downloads: r.try_get("downloads")?,
+                })
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         let download_count = versions.iter().map(|v| v.downloads).sum();
         Ok(Some(DocumentView { document, versions, downloads: Vec::new(), download_count, grants: Vec::new() }))
     }
 
     /// Adds who downloaded what and the live download links: for staff and customer admins.
     /// A customer sees a staff download as "Our team", without its IP address.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn with_audit(mut self, db: &Scope) -> Result<Self, DbError> {
         self.downloads = db
             .query(
@@ -130,14 +135,16 @@ impl DocumentView {
             )
             .await?
             .iter()
-            .map(|r| Download {
-                version: r.get("version"),
-                user_name: r.get("user_name"),
-                by_staff: r.get("by_staff"),
-                ip: r.get("ip"),
-                at: r.get("downloaded_at"),
+            .map(|r| {
+                Ok(Download {
+                version: r.try_get("version")?,
+                user_name: r.try_get("user_name")?,
+                by_staff: r.try_get("by_staff")?,
+                ip: r.try_get("ip")?,
+                at: r.try_get("downloaded_at")?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         self.grants = grants::active(db, Some(self.document.id)).await?;
         Ok(self)
     }

@@ -124,10 +124,6 @@ pub fn too_long(what: &str, note: &str, max: usize) -> Option<String> {
     })
 }
 
-/// For `src/documents/mod.rs` (another area's file) until it calls [`crate::format::group`] itself.
-#[doc(hidden)]
-pub use crate::format::group;
-
 /// Whether a shipment's tracking link may be shown to customers as a link:
 /// https only (the column says so too), something after the scheme, no blanks.
 pub fn tracking_url_ok(url: &str) -> bool {

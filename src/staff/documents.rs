@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use crate::auth::Viewer;
 use crate::db::Scope;
+use crate::db::keyset::Cursor;
 use crate::documents::form::{self, DocumentForm, TYPES};
 use crate::documents::list::{self, Filters};
 use crate::documents::store::{self, ClientDownloads, customer_choices, open_orders, order_choices};
 use crate::documents::view::DocumentView;
 use crate::documents::{DownloadForm, Empty, TablePart, UploadLimits, VersionUpload, grants, upload};
-use crate::orders::list::Cursor;
 use crate::web::{
     AppError, AppState, CsrfForm, Flash, Section, Shell, StaffScope, Uploader, encode_query_value, html,
     html_with_status, redirect_with_flash,
