@@ -85,15 +85,15 @@ pub async fn domains(scope: &Scope, customer: Uuid) -> Result<Vec<String>, DbErr
 /// The customer's 50 most recently updated orders.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn recent_orders(scope: &Scope, customer: Uuid) -> Result<Vec<OrderRow>, DbError> {
-    Ok(scope
+    scope
         .query(
             &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC LIMIT 50", OrderRow::SELECT),
             &[&customer],
         )
         .await?
         .iter()
-        .map(OrderRow::from_row)
-        .collect())
+        .map(OrderRow::try_from_row)
+        .collect()
 }
 
 /// Whether the customer exists (`active_only`: and is active).

@@ -102,6 +102,7 @@ impl Part {
 }
 
 impl DashboardView {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn load(db: &Scope, customer: Uuid, user: Uuid) -> Result<Self, DbError> {
         let both: [&(dyn ToSql + Sync); 2] = [&customer, &user];
         let just_customer: [&(dyn ToSql + Sync); 1] = [&customer];
@@ -128,8 +129,8 @@ impl DashboardView {
                 )
                 .await?
                 .iter()
-                .map(OrderRow::from_row)
-                .collect(),
+                .map(OrderRow::try_from_row)
+                .collect::<Result<_, _>>()?,
             )
         };
         let stage_rows = db.query(
@@ -148,7 +149,8 @@ impl DashboardView {
                     &[&user],
                 )
                 .await?
-                .map(|r| r.get(0)),
+                .map(|r| r.try_get(0))
+                .transpose()?,
             )
         };
         let recent = async {
@@ -159,22 +161,23 @@ impl DashboardView {
                 )
                 .await?
                 .iter()
-                .map(OrderRow::from_row)
-                .collect(),
+                .map(OrderRow::try_from_row)
+                .collect::<Result<_, _>>()?,
             )
         };
         // Independent reads go out together: one round trip for the five of them.
         let (counts, awaiting, stage_rows, last_visit, recent) =
             futures_util::future::try_join5(counts, awaiting, stage_rows, last_visit, recent).await?;
         // The open-orders card is the sum of this: one pass over the open orders, not two.
-        let open_orders = stage_rows.iter().map(|r| r.get::<_, i64>("n")).sum();
-        let max = stage_rows.iter().map(|r| r.get::<_, i64>("n")).max().unwrap_or(0);
-        let by_stage = stage_rows
+        let stage_counts = stage_rows
             .iter()
-            .map(|r| {
-                let count: i64 = r.get("n");
-                StageCount { stage: r.get("stage"), count, bar: format::width_class(count, max) }
-            })
+            .map(|r| Ok((r.try_get::<_, String>("stage")?, r.try_get::<_, i64>("n")?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let open_orders = stage_counts.iter().map(|(_, n)| n).sum();
+        let max = stage_counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let by_stage = stage_counts
+            .into_iter()
+            .map(|(stage, count)| StageCount { stage, count, bar: format::width_class(count, max) })
             .collect();
         let changes = match last_visit {
             None => Vec::new(),
@@ -187,16 +190,18 @@ impl DashboardView {
                 )
                 .await?
                 .iter()
-                .map(|r| Change {
-                    order_id: r.get("order_id"),
-                    number: r.get("number"),
-                    title: r.get("title"),
-                    stage: r.get("stage_name"),
-                    at: r.get("reached_at"),
+                .map(|r| {
+                    Ok(Change {
+                        order_id: r.try_get("order_id")?,
+                        number: r.try_get("number")?,
+                        title: r.try_get("title")?,
+                        stage: r.try_get("stage_name")?,
+                        at: r.try_get("reached_at")?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?,
         };
-        let currency: Option<String> = counts.get("currency");
+        let currency: Option<String> = counts.try_get("currency")?;
         Ok(DashboardView {
             csrf: String::new(),
             last_visit,
@@ -205,10 +210,10 @@ impl DashboardView {
             awaiting,
             by_stage,
             recent,
-            open_balance: format::money(counts.get("open_balance"), currency.as_deref().unwrap_or("EUR")),
-            overdue_invoices: counts.get("overdue"),
-            open_tickets: counts.get("open_tickets"),
-            unread: counts.get("unread"),
+            open_balance: format::money(counts.try_get("open_balance")?, currency.as_deref().unwrap_or("EUR")),
+            overdue_invoices: counts.try_get("overdue")?,
+            open_tickets: counts.try_get("open_tickets")?,
+            unread: counts.try_get("unread")?,
         })
     }
 }

@@ -59,7 +59,8 @@ impl OrderRow {
         })
     }
 
-    /// Like [`OrderRow::try_from_row`], for the lists of other areas that read rows with `get`.
+    /// Like [`OrderRow::try_from_row`], but panics on a schema drift. Its one caller left is
+    /// `src/live/regions.rs` (another area's file); remove this once that calls `try_from_row`.
     pub fn from_row(row: &Row) -> Self {
         OrderRow {
             id: row.get("id"),
@@ -96,14 +97,6 @@ impl OrderRow {
     }
 
     /// Carrier, number and link of the shipment, from a row of [`OrderRow::SELECT`].
-    pub fn tracking(row: &Row) -> Option<(String, String, Option<String>)> {
-        match (row.get::<_, Option<String>>("tracking_carrier"), row.get::<_, Option<String>>("tracking_number")) {
-            (Some(carrier), Some(number)) => Some((carrier, number, row.get("tracking_url"))),
-            _ => None,
-        }
-    }
-
-    /// Like [`OrderRow::tracking`], reading the columns with `try_get`.
     pub fn try_tracking(row: &Row) -> Result<Option<(String, String, Option<String>)>, DbError> {
         let carrier: Option<String> = row.try_get("tracking_carrier")?;
         let number: Option<String> = row.try_get("tracking_number")?;
@@ -366,6 +359,7 @@ pub enum OrderFilter {
 }
 
 impl OrderFilter {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn resolve(db: &Scope, customer: Uuid, param: Option<&str>) -> Result<Self, AppError> {
         let Some(param) = param.map(str::trim).filter(|p| !p.is_empty()) else {
             return Ok(OrderFilter::None);
@@ -375,7 +369,8 @@ impl OrderFilter {
         };
         let row =
             db.query_opt("SELECT number FROM orders WHERE id = $1 AND customer_id = $2", &[&id, &customer]).await?;
-        Ok(row.map_or(OrderFilter::Unknown, |r| OrderFilter::Found { id, number: r.get("number") }))
+        let number = row.map(|r| r.try_get("number")).transpose()?;
+        Ok(number.map_or(OrderFilter::Unknown, |number| OrderFilter::Found { id, number }))
     }
 
     pub fn is_set(&self) -> bool {
@@ -391,6 +386,7 @@ impl OrderFilter {
 }
 
 /// Looks an order up through the scope: a foreign id is simply not found.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find(db: &Scope, id: Uuid) -> Result<Option<Row>, DbError> {
     db.query_opt(&format!("{} WHERE o.id = $1", OrderRow::SELECT), &[&id]).await
 }
@@ -436,8 +432,11 @@ pub async fn respond(
     let mut outcome = String::new();
     if error.is_none() {
         let ip = crate::web::client_ip(&req);
-        outcome =
-            cx.db.query_one("SELECT portal_order_respond($1, $2, $3, $4)", &[&id, &approve, &note, &ip]).await?.get(0);
+        outcome = cx
+            .db
+            .query_one("SELECT portal_order_respond($1, $2, $3, $4)", &[&id, &approve, &note, &ip])
+            .await?
+            .try_get(0)?;
         if outcome == "note_required" {
             error = Some("Tell us what to change, so we can get it right.".to_owned());
         }
@@ -451,7 +450,7 @@ pub async fn respond(
         let page = ShowPage { shell: Shell::page(&cx.viewer, title, Section::Orders, None), view };
         return crate::web::html_with_status(StatusCode::UNPROCESSABLE_ENTITY, page.render_once()?);
     }
-    let order = find(&cx.db, id).await?.map(|row| OrderRow::from_row(&row));
+    let order = find(&cx.db, id).await?.as_ref().map(OrderRow::try_from_row).transpose()?;
     cx.db.commit().await?;
     let back = if input.from == "dashboard" { "/".to_owned() } else { format!("/orders/{id}") };
     let flash = match (outcome.as_str(), order) {
@@ -473,17 +472,18 @@ pub async fn respond(
 
 impl OrderView {
     /// The order as the scope sees it: `None` when it is missing or another customer's.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn load(db: &Scope, id: Uuid) -> Result<Option<Self>, DbError> {
         let Some(row) = find(db, id).await? else { return Ok(None) };
-        let order = OrderRow::from_row(&row);
-        let workflow: Uuid = row.get("workflow_id");
-        let tracking = OrderRow::tracking(&row);
+        let order = OrderRow::try_from_row(&row)?;
+        let workflow: Uuid = row.try_get("workflow_id")?;
+        let tracking = OrderRow::try_tracking(&row)?;
         let steps = db
             .query("SELECT name, position FROM workflow_stages WHERE workflow_id = $1 ORDER BY position", &[&workflow])
             .await?
             .iter()
-            .map(|s| StageStep { name: s.get("name"), state: order.step_state(s.get("position")) })
-            .collect();
+            .map(|s| Ok(StageStep { name: s.try_get("name")?, state: order.step_state(s.try_get("position")?) }))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         let timeline = db
             .query(
                 "SELECT stage_name, customer_note, reached_at FROM order_stage_history \
@@ -492,12 +492,14 @@ impl OrderView {
             )
             .await?
             .iter()
-            .map(|h| TimelineEntry {
-                stage: h.get("stage_name"),
-                note: h.get("customer_note"),
-                reached_at: h.get("reached_at"),
+            .map(|h| {
+                Ok(TimelineEntry {
+                    stage: h.try_get("stage_name")?,
+                    note: h.try_get("customer_note")?,
+                    reached_at: h.try_get("reached_at")?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         let invoices = db
             .query(
                 "SELECT id, number, total_cents, currency, status FROM invoices WHERE order_id = $1 \
@@ -506,22 +508,26 @@ impl OrderView {
             )
             .await?
             .iter()
-            .map(|i| Linked {
-                href: format!("/invoices/{}", i.get::<_, Uuid>("id")),
-                label: i.get("number"),
-                detail: format::money(i.get("total_cents"), i.get("currency")),
+            .map(|i| {
+                Ok(Linked {
+                    href: format!("/invoices/{}", i.try_get::<_, Uuid>("id")?),
+                    label: i.try_get("number")?,
+                    detail: format::money(i.try_get("total_cents")?, i.try_get("currency")?),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         let documents = db
             .query("SELECT id, title, doc_type FROM documents WHERE order_id = $1 ORDER BY updated_at DESC", &[&id])
             .await?
             .iter()
-            .map(|d| Linked {
-                href: format!("/documents/{}", d.get::<_, Uuid>("id")),
-                label: d.get("title"),
-                detail: crate::format::doc_type(d.get("doc_type")).to_owned(),
+            .map(|d| {
+                Ok(Linked {
+                    href: format!("/documents/{}", d.try_get::<_, Uuid>("id")?),
+                    label: d.try_get("title")?,
+                    detail: crate::format::doc_type(d.try_get("doc_type")?).to_owned(),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         Ok(Some(OrderView { order, tracking, steps, timeline, invoices, documents, answer: AnswerForm::default() }))
     }
 }

@@ -68,19 +68,22 @@ pub async fn lock(db: &Scope, id: Uuid) -> Result<Option<Current>, DbError> {
             &[&id],
         )
         .await?;
-    Ok(row.map(|r| Current {
-        id: r.get("id"),
-        customer_id: r.get("customer_id"),
-        number: r.get("number"),
-        workflow_id: r.get("workflow_id"),
-        stage_id: r.get("stage_id"),
-        stage_name: r.get("stage_name"),
-        status: r.get("status"),
-    }))
+    let current = |r: Row| {
+        Ok::<_, tokio_postgres::Error>(Current {
+            id: r.try_get("id")?,
+            customer_id: r.try_get("customer_id")?,
+            number: r.try_get("number")?,
+            workflow_id: r.try_get("workflow_id")?,
+            stage_id: r.try_get("stage_id")?,
+            stage_name: r.try_get("stage_name")?,
+            status: r.try_get("status")?,
+        })
+    };
+    Ok(row.map(current).transpose()?)
 }
 
-fn target(row: &Row) -> Target {
-    Target { id: row.get("id"), name: row.get("name"), terminal: row.get("terminal") }
+fn target(row: &Row) -> Result<Target, tokio_postgres::Error> {
+    Ok(Target { id: row.try_get("id")?, name: row.try_get("name")?, terminal: row.try_get("terminal")? })
 }
 
 /// The stage with this id, if it belongs to `workflow`.
@@ -92,7 +95,8 @@ pub async fn stage(db: &Scope, workflow: Uuid, stage: Uuid) -> Result<Option<Tar
         )
         .await?
         .as_ref()
-        .map(target))
+        .map(target)
+        .transpose()?)
 }
 
 /// The stage of `workflow` with this name (case-insensitive), for callers that name stages.
@@ -105,7 +109,8 @@ pub async fn stage_named(db: &Scope, workflow: Uuid, name: &str) -> Result<Optio
         )
         .await?
         .as_ref()
-        .map(target))
+        .map(target)
+        .transpose()?)
 }
 
 /// A note as stored: line breaks as browsers count them (one character each), no surrounding blanks.
@@ -189,7 +194,7 @@ pub async fn apply(
             ],
         )
         .await?
-        .get("id");
+        .try_get("id")?;
     if !internal_note.is_empty() {
         db.execute("INSERT INTO order_internal_notes (history_id, note) VALUES ($1, $2)", &[&history, &internal_note])
             .await?;
