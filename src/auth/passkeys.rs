@@ -108,7 +108,7 @@ pub async fn take_for_session<S: DeserializeOwned>(
 ) -> Result<Option<S>, AuthError> {
     let row =
         db.query_one("SELECT portal_ceremony_take($1, $2, $3)", &[&token, &purpose.as_str(), &Some(session)]).await?;
-    Ok(row.get::<_, Option<serde_json::Value>>(0).and_then(|v| serde_json::from_value(v).ok()))
+    Ok(row.try_get::<_, Option<serde_json::Value>>(0)?.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// Starts a discoverable sign-in (no account named yet): its state waits in the

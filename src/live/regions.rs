@@ -75,7 +75,7 @@ impl Region {
     pub async fn render(&self, db: &Scope, audience: &Audience, cache: &mut Cache) -> Result<Option<String>, AppError> {
         match *self {
             Region::OrderRow(id) => match orders::find(db, id).await? {
-                Some(row) => Ok(Some(orders::RowPartial { order: &OrderRow::from_row(&row) }.render_once()?)),
+                Some(row) => Ok(Some(orders::RowPartial { order: &OrderRow::try_from_row(&row)? }.render_once()?)),
                 None => Ok(None),
             },
             Region::Order(id, part) => {

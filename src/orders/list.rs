@@ -122,7 +122,7 @@ impl Key {
 }
 
 /// Where a page starts: the one keyset cursor, spelled `key~id` in links.
-pub use crate::db::keyset::Cursor;
+use crate::db::keyset::Cursor;
 
 /// A row's position as the page links carry it.
 pub fn encode(key: &str, id: Uuid) -> String {

@@ -59,24 +59,6 @@ impl OrderRow {
         })
     }
 
-    /// Like [`OrderRow::try_from_row`], but panics on a schema drift. Its one caller left is
-    /// `src/live/regions.rs` (another area's file); remove this once that calls `try_from_row`.
-    pub fn from_row(row: &Row) -> Self {
-        OrderRow {
-            id: row.get("id"),
-            number: row.get("number"),
-            title: row.get("title"),
-            reference: row.get("reference"),
-            stage: row.get("stage"),
-            stage_position: row.get("stage_position"),
-            stage_count: row.get("stage_count"),
-            awaits_customer: row.get("awaits_customer"),
-            status: row.get("status"),
-            expected_on: row.get("expected_on"),
-            updated_at: row.get("updated_at"),
-        }
-    }
-
     /// Share of the workflow reached, as a bar width class.
     pub fn progress_class(&self) -> &'static str {
         format::width_class(i64::from(self.stage_position) + 1, self.stage_count)
@@ -207,7 +189,7 @@ pub async fn index(cx: CustomerScope, query: web::Query<ListQuery>) -> Result<Ht
         search: query.q.as_deref().unwrap_or("").trim().chars().take(100).collect(),
         sort: list::Sort::parse(query.sort.as_deref()),
     };
-    let cursor = list::Cursor::parse(query.after.as_deref(), query.before.as_deref());
+    let cursor = crate::db::keyset::Cursor::parse(query.after.as_deref(), query.before.as_deref());
     // Without a stage filter the page does not depend on the stage list: both are read in one round trip.
     let (stages, page) = match asked_stage {
         None => tokio::try_join!(list::stage_groups(&cx.db, customer), list::load(&cx.db, &filters, &cursor))?,

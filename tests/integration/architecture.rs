@@ -223,6 +223,23 @@ fn staff_and_api_handlers_call_the_areas_stores_and_hold_no_sql() {
 }
 
 #[test]
+fn rows_are_read_with_try_get_so_a_schema_drift_is_an_error_not_a_panic() {
+    let files = load();
+    let mut found = Vec::new();
+    for (path, source) in &files {
+        for (n, line) in source.text.lines().enumerate() {
+            // `Row::get` by column name or index, or with the row's turbofish; headers and maps are read with `.get(header)`.
+            let by_name = line.contains(".get(\"") && !line.contains("headers().get(");
+            let by_index = ["row.get(0)", "r.get(0)", ".get::<_,"].iter().any(|m| line.contains(m));
+            if by_name || by_index {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "rows read with a panicking get:\n{}", found.join("\n"));
+}
+
+#[test]
 fn the_checker_sees_circles_and_grouped_imports() {
     assert_eq!(
         crate_paths("use crate::{accounts, web::{AppError, Shell}, db::Scope};"),
