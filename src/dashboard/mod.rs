@@ -118,20 +118,18 @@ impl DashboardView {
             &both,
         );
         let awaiting = async {
-            Ok::<Vec<OrderRow>, DbError>(
-                db.query(
-                    &format!(
-                        "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
+            db.query(
+                &format!(
+                    "{} WHERE o.customer_id = $1 AND o.status = 'open' AND s.awaits_customer \
                      ORDER BY o.updated_at DESC LIMIT 10",
-                        OrderRow::SELECT
-                    ),
-                    &[&customer],
-                )
-                .await?
-                .iter()
-                .map(OrderRow::try_from_row)
-                .collect::<Result<_, _>>()?,
+                    OrderRow::SELECT
+                ),
+                &[&customer],
             )
+            .await?
+            .iter()
+            .map(OrderRow::try_from_row)
+            .collect::<Result<Vec<OrderRow>, DbError>>()
         };
         let stage_rows = db.query(
             // Kept by a trigger on orders (migration V9): constant time at any number of orders.
@@ -154,16 +152,14 @@ impl DashboardView {
             )
         };
         let recent = async {
-            Ok::<Vec<OrderRow>, DbError>(
-                db.query(
-                    &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
-                    &[&customer],
-                )
-                .await?
-                .iter()
-                .map(OrderRow::try_from_row)
-                .collect::<Result<_, _>>()?,
+            db.query(
+                &format!("{} WHERE o.customer_id = $1 ORDER BY o.updated_at DESC, o.id LIMIT 5", OrderRow::SELECT),
+                &[&customer],
             )
+            .await?
+            .iter()
+            .map(OrderRow::try_from_row)
+            .collect::<Result<Vec<OrderRow>, DbError>>()
         };
         // Independent reads go out together: one round trip for the five of them.
         let (counts, awaiting, stage_rows, last_visit, recent) =
