@@ -18,9 +18,12 @@ use super::shell::Flash;
 use crate::auth::{CustomerRef, Viewer, session};
 use crate::db::Scope;
 
-/// The session is resolved once per request, whichever extractors ask.
-#[derive(Clone)]
-struct ResolvedViewer(Option<Viewer>);
+/// The session is resolved once per request, whichever extractors ask, even
+/// when they ask at the same time: actix runs a handler's extractors side by
+/// side, and a second lookup waiting for a pooled connection while the first
+/// extractor already holds the scope's would make one request need two.
+#[derive(Clone, Default)]
+struct ResolvedViewer(std::rc::Rc<tokio::sync::OnceCell<Option<Viewer>>>);
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
     req.app_data::<web::Data<AppState>>()
@@ -29,16 +32,28 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
 }
 
 pub async fn current_viewer(req: &HttpRequest) -> Result<Option<Viewer>, AppError> {
-    if let Some(resolved) = req.extensions().get::<ResolvedViewer>() {
-        return Ok(resolved.0.clone());
-    }
-    let state = state(req)?;
-    let viewer = match state.cookies.session_token(req) {
-        Some(token) => session::resolve(&state.db, &token).await?,
-        None => None,
+    let resolved = {
+        let mut extensions = req.extensions_mut();
+        match extensions.get::<ResolvedViewer>() {
+            Some(resolved) => resolved.clone(),
+            None => {
+                let resolved = ResolvedViewer::default();
+                extensions.insert(resolved.clone());
+                resolved
+            }
+        }
     };
-    req.extensions_mut().insert(ResolvedViewer(viewer.clone()));
-    Ok(viewer)
+    let viewer = resolved
+        .0
+        .get_or_try_init(|| async {
+            let state = state(req)?;
+            Ok::<_, AppError>(match state.cookies.session_token(req) {
+                Some(token) => session::resolve(&state.db, &token).await?,
+                None => None,
+            })
+        })
+        .await?;
+    Ok(viewer.clone())
 }
 
 /// Where to return after signing in: the page asked for, if it was a plain GET.
