@@ -7,10 +7,8 @@
 //! commits with the change it allows; a transaction that rolls back (nothing
 //! was sent) gives the unit back.
 
-use std::time::Duration;
-
 use super::normalize_email;
-use super::throttle::{Limit, Throttled, retry_after_secs};
+use super::throttle::{Limit, Throttled};
 use crate::db::{DbError, Scope};
 
 /// Spends one unit of `limit`'s budget for `key` in `scope`'s transaction.
@@ -27,11 +25,5 @@ pub async fn spend(scope: &Scope, limit: Limit, key: &str) -> Result<Result<(), 
         )
         .await?
         .try_get(0)?;
-    if wait_ms <= 0 {
-        return Ok(Ok(()));
-    }
-    let retry_after = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
-    // The key may be an address: it stays out of the log.
-    tracing::info!(limit = limit.bucket(), retry_after_secs = retry_after_secs(retry_after), "rate limit reached");
-    Ok(Err(Throttled { retry_after }))
+    Ok(super::throttle::spent(limit, wait_ms))
 }

@@ -113,13 +113,18 @@ pub async fn spend(db: &Db, limit: Limit, key: &str) -> Result<Result<(), Thrott
     let count = i32::try_from(count).unwrap_or(i32::MAX);
     let window_secs = i32::try_from(window.as_secs()).unwrap_or(i32::MAX);
     let wait_ms = db.door().await?.rate_limit_spend(limit.bucket(), &normalize_email(key), count, window_secs).await?;
+    Ok(spent(limit, wait_ms))
+}
+
+/// What `portal_rate_limit_spend` answered: spent (0 or less), or the milliseconds until a unit comes free.
+pub(crate) fn spent(limit: Limit, wait_ms: i64) -> Result<(), Throttled> {
     if wait_ms <= 0 {
-        return Ok(Ok(()));
+        return Ok(());
     }
     let retry_after = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
     // The key may be an address: it stays out of the log.
     tracing::info!(limit = limit.bucket(), retry_after_secs = retry_after_secs(retry_after), "rate limit reached");
-    Ok(Err(Throttled { retry_after }))
+    Err(Throttled { retry_after })
 }
 
 /// The network a client counts against: the IPv4 address (also when it arrives
